@@ -1,0 +1,12 @@
+"""halo-ml: learn the z=0 halo mass of each dark-matter particle from the initial density field.
+
+The package holds every step of the workflow as importable functions, one module per stage
+of the data flow; the Snakemake rules under ``rules/`` only wire files to them.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("halo-ml")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
