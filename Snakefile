@@ -6,7 +6,7 @@ from pathlib import Path
 
 from halo_ml.config import (
     ConfigError, check_config, describe_validation_error, run_directory,
-    simulation_files, simulation_names, simulation_role,
+    simulation_files, simulation_names, simulation_roles,
 )
 
 configfile: "config/config.yaml"

@@ -109,11 +109,15 @@ def check_config(config):
     seen = {}
     for role in ROLES:
         for name in simulations[role]:
-            if name in seen:
+            # A small suite may validate and test on one simulation (the selection draws disjoint
+            # particles), but a training simulation never serves another role.
+            shared_evaluation = {seen.get(name), role} == {"validation", "test"}
+            if name in seen and not shared_evaluation:
                 raise ConfigError(
                     f"invalid configuration: simulation '{name}' is listed under both "
-                    f"simulations.{seen[name]} and simulations.{role}; each simulation has one role")
-            seen[name] = role
+                    f"simulations.{seen[name]} and simulations.{role}; a training simulation "
+                    f"cannot also be used for validation or testing")
+            seen[name] = seen.get(name, role)
 
     if simulations["source"] == "gadget" and "files" not in config:
         raise ConfigError("invalid configuration: simulations.source is 'gadget' but the 'files' "
@@ -153,16 +157,17 @@ def _check_demo(config, names):
 
 
 def simulation_names(config):
-    """Return every simulation name, training first, then validation, then test."""
-    return [name for role in ROLES for name in config["simulations"][role]]
+    """Return every simulation name once, training first, then validation, then test."""
+    names = [name for role in ROLES for name in config["simulations"][role]]
+    return list(dict.fromkeys(names))
 
 
-def simulation_role(config, name):
-    """Return the role ("train", "validation" or "test") of the simulation ``name``."""
-    for role in ROLES:
-        if name in config["simulations"][role]:
-            return role
-    raise KeyError(f"simulation '{name}' is not in the configuration")
+def simulation_roles(config, name):
+    """Return the roles ("train", "validation", "test") of the simulation ``name``."""
+    roles = [role for role in ROLES if name in config["simulations"][role]]
+    if not roles:
+        raise KeyError(f"simulation '{name}' is not in the configuration")
+    return roles
 
 
 def run_directory(config):

@@ -1,0 +1,83 @@
+"""Configuration validation: every shipped configuration is valid, every kind of mistake is named."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from halo_ml.config import ConfigError, load_config, simulation_files, validate_config, simulation_names
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_configuration_valid(path):
+    if path.name == "schema.yaml":
+        pytest.skip("the schema itself")
+    config = load_config(path)
+    assert simulation_names(config)
+
+
+def test_defaults_filled_from_schema():
+    config = load_config(DEFAULT, overrides={"training": {"device": "cpu"}})
+    assert config["ingest"]["sph_neighbours"] == 32
+    assert config["training"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"trainig": {}}, "unknown key(s) ['trainig'] at the top level"),
+        ({"training": {"batch_sise": 3}}, "unknown key(s) ['batch_sise'] in 'training'"),
+        ({"training": {"batch_size": -1}}, "'training.batch_size' is -1; it must be >= 1"),
+        ({"training": {"bf16": "yes"}}, "'training.bf16' is 'yes' (str); expected type boolean"),
+        ({"variants": ["raw", "smoothed"]}, "'variants.1' is 'smoothed'; allowed values"),
+        ({"training": {"device": "tpu"}}, "'training.device' is 'tpu'"),
+        ({"simulations": {"source": "ramses"}}, "'simulations.source' is 'ramses'; allowed values: ['demo', 'gadget']"),
+    ],
+)
+def test_invalid_value_names_key_and_rule(overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULT, overrides=overrides)
+    assert expected in str(error.value)
+
+
+def test_simulation_in_two_roles_rejected():
+    config_change = {"simulations": {"test": ["demo_train_0"]}}
+    with pytest.raises(ConfigError, match="'demo_train_0' is listed under both simulations.train and simulations.test; a training simulation"):
+        load_config(DEFAULT, overrides=config_change)
+
+
+def test_seed_shared_between_simulations_rejected():
+    with pytest.raises(ConfigError, match="gives seed 1001 to both 'demo_train_0' and 'demo_test'"):
+        load_config(DEFAULT, overrides={"demo": {"seeds": {"demo_test": 1001}}})
+
+
+def test_missing_alpha_for_variant_rejected():
+    config = yaml.safe_load(DEFAULT.read_text())
+    del config["training"]["log10_alpha"]["z0"]
+    with pytest.raises(ConfigError, match=r"training.log10_alpha has no value for variant\(s\) \['z0'\]"):
+        validate_config(config)
+
+
+def test_missing_file_named():
+    with pytest.raises(ConfigError, match="configuration file .*nowhere.yaml not found"):
+        load_config(ROOT / "config" / "nowhere.yaml")
+
+
+def test_gadget_paths_expand_simulation_name():
+    config = load_config(DEFAULT, overrides={
+        "simulations": {"source": "gadget"},
+        "files": {"initial_snapshot": "/data/{simulation}/snapshot_000.hdf5",
+                  "final_snapshot": "/data/{simulation}/snapshot_001.hdf5"},
+    })
+    files = simulation_files(config, "demo_test")
+    assert files["initial_snapshot"] == "/data/demo_test/snapshot_000.hdf5"
+    assert files["final_snapshot"] == "/data/demo_test/snapshot_001.hdf5"
+    assert files["halo_catalogue"] is None
+
+
+def test_validation_simulation_may_also_test():
+    config = load_config(DEFAULT, overrides={"simulations": {"test": ["demo_validation"]}})
+    assert simulation_names(config).count("demo_validation") == 1
