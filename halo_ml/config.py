@@ -6,6 +6,8 @@ Both stop the run before any job starts, with one message that names the key, th
 what is allowed.
 """
 
+import json
+import math
 from pathlib import Path
 
 import yaml
@@ -155,6 +157,30 @@ def _check_demo(config, names):
                 f"'{name}'; every simulation needs its own seed or they are the same realisation")
         owners[seed] = name
 
+    n = demo["particles_per_side"]
+    cube = config["inputs"]["cube_voxels"]
+    if cube > n:
+        raise ConfigError(
+            f"invalid configuration: inputs.cube_voxels ({cube}) exceeds demo.particles_per_side ({n}); "
+            f"the input cube has one voxel per Lagrangian cell, so it must fit in the grid: raise "
+            f"demo.particles_per_side or lower inputs.cube_voxels")
+
+    # Lazy import: the friends-of-friends module pulls in scipy, which plain validation does not need.
+    from halo_ml.friends_of_friends import critical_density_internal
+
+    box_kpc_h = 1000.0 * demo["box_size_mpc_h"]
+    particle_mass_msun = (config["cosmology"]["omega_m"] * critical_density_internal() * box_kpc_h**3
+                          / n**3 * 1e10 / config["cosmology"]["h"])
+    smallest_halo = math.log10(demo["fof_min_particles"] * particle_mass_msun)
+    log_mass_max = config["selection"]["log_mass_max"]
+    if log_mass_max < smallest_halo:
+        raise ConfigError(
+            f"invalid configuration: selection.log_mass_max ({log_mass_max}) is below the smallest "
+            f"demo halo, log10 of demo.fof_min_particles ({demo['fof_min_particles']}) particles of "
+            f"{particle_mass_msun:.3g} Msun = {smallest_halo:.2f}, so no halo can be selected; raise "
+            f"selection.log_mass_max, or lower the particle mass (demo.box_size_mpc_h, "
+            f"demo.particles_per_side) or demo.fof_min_particles")
+
 
 def simulation_names(config):
     """Return every simulation name once, training first, then validation, then test."""
@@ -195,3 +221,79 @@ def simulation_files(config, name):
         "final_snapshot": files["final_snapshot"].format(simulation=name),
         "halo_catalogue": catalogue.format(simulation=name) if catalogue else None,
     }
+
+
+def configuration_reference(schema_path=SCHEMA_PATH):
+    """Render the schema as the Markdown reference in docs/configuration.md.
+
+    The page is generated, so it cannot fall behind the schema: ``python -m halo_ml.config``
+    prints it, and a test compares it with the committed page.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    definitions = schema.get("$defs", {})
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from config/schema.yaml by `python -m halo_ml.config > docs/configuration.md`;",
+        "     tests/test_config.py checks that this page matches the schema. -->",
+        "",
+        "A configuration is a YAML file passed with `--configfile` (the default is",
+        "`config/config.yaml`). It is validated against `config/schema.yaml` before any job starts:",
+        "an unknown key, a wrong type or a value out of range stops the run with a message naming",
+        "the key. Keys without a default are required.",
+        "",
+    ]
+    for section, section_schema in schema["properties"].items():
+        section_schema = _resolve(section_schema, definitions)
+        lines.append(f"## `{section}`")
+        lines.append("")
+        if "description" in section_schema:
+            lines += [" ".join(section_schema["description"].split()), ""]
+        children = section_schema.get("properties")
+        if not children:
+            lines += [f"Type: {_describe_type(section_schema, definitions)}.", ""]
+            continue
+        lines += ["| key | type and range | default | meaning |", "| --- | --- | --- | --- |"]
+        for key, child in children.items():
+            child = _resolve(child, definitions)
+            default = f"`{json.dumps(child['default'])}`" if "default" in child else "required" if key in section_schema.get("required", []) else ""
+            meaning = " ".join(child.get("description", "").split()).replace("|", "\\|")
+            lines.append(f"| `{key}` | {_describe_type(child, definitions)} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _resolve(node, definitions):
+    """Inline ``$ref`` and ``allOf`` so a property reads as one flat schema."""
+    node = dict(node)
+    if "$ref" in node:
+        node = {**_resolve(definitions[node.pop("$ref").split("/")[-1]], definitions), **node}
+    for part in node.pop("allOf", []):
+        node = {**node, **_resolve(part, definitions)}
+    return node
+
+
+def _describe_type(node, definitions):
+    node = _resolve(node, definitions)
+    kind = node.get("type", "any")
+    kind = " or ".join(kind) if isinstance(kind, list) else kind
+    if "enum" in node:
+        return "one of " + ", ".join(f"`{value}`" for value in node["enum"])
+    if kind == "array" and "items" in node:
+        kind = f"list of {_describe_type(node['items'], definitions)}"
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        kind = f"mapping to {_describe_type(node['additionalProperties'], definitions)}"
+    limits = []
+    for rule, symbol in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if rule in node:
+            limits.append(f"{symbol} {node[rule]}")
+    for rule, word in (("minItems", "at least"), ("maxItems", "at most")):
+        if rule in node:
+            limits.append(f"{word} {node[rule]} items")
+    if "pattern" in node:
+        limits.append(f"matching `{node['pattern']}`")
+    return kind + (f" ({', '.join(limits)})" if limits else "")
+
+
+if __name__ == "__main__":
+    print(configuration_reference())

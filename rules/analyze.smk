@@ -1,0 +1,303 @@
+# Analysis: mutual information per model, EPS/ST baselines, tables, the paper's Figs. 2-10.
+# Each figure is a target of its own (`snakemake fig4`); a figure whose model variant the
+# configuration does not train stops with a message naming the variant to add.
+
+report: "../report/workflow.rst"
+
+FIGURE_FORMAT = config["figures"]["format"]
+FIRST_SEED = SEEDS[0]
+TABLES = f"{RUN}/tables"
+FIGURES = f"{RUN}/figures"
+
+# Variants each figure draws; Figs. 4 and 10 use whichever are trained besides these.
+FIGURE_VARIANTS = {
+    "fig2": ["raw"], "fig3": ["raw", "averaged"], "fig4": [], "fig5": ["raw"], "fig6": ["z0"],
+    "fig7": ["raw", "potential"], "fig8": ["raw"], "fig9": ["raw"], "fig10": ["raw"],
+}
+
+
+def predictions_file(variant, seed):
+    return f"{RUN}/predictions/{variant}/seed{seed}.csv"
+
+
+def mi_file(variant, seed):
+    return f"{RUN}/mi/{variant}/seed{seed}.json"
+
+
+def model_file(variant, seed, name):
+    return f"{RUN}/models/{variant}/seed{seed}/{name}"
+
+
+def missing_variants(figure):
+    return [variant for variant in FIGURE_VARIANTS[figure] if variant not in VARIANTS]
+
+
+def reject_figure(figure):
+    """Input function of a figure that cannot be drawn: raise a WorkflowError naming the fix."""
+    def raise_error(wildcards):
+        raise WorkflowError(
+            f"{figure} needs the model variant(s) {missing_variants(figure)}, which this configuration "
+            f"does not train (variants: {VARIANTS}); add them to 'variants' in the configuration "
+            f"to draw {figure}")
+    return raise_error
+
+
+def figure_output(figure):
+    return report(f"{FIGURES}/{figure}.{FIGURE_FORMAT}", caption=f"../report/{figure}.rst", category="Figures")
+
+
+def table_output(name):
+    return report(f"{TABLES}/{name}.csv", caption=f"../report/{name}.rst", category="Tables")
+
+
+ANALYTIC_VARIANTS = [variant for variant in ("raw", "averaged") if variant in VARIANTS]
+
+
+rule mutual_information:
+    input:
+        predictions=predictions_file("{variant}", "{seed}"),
+    output:
+        f"{RUN}/mi/{{variant}}/seed{{seed}}.json",
+    params:
+        analysis=config["analysis"],
+    log:
+        f"{LOGS}/mutual_information/{{variant}}_seed{{seed}}.log",
+    script:
+        "../workflow_scripts/mutual_information.py"
+
+
+rule noise_reference:
+    input:
+        samples=f"{RUN}/samples/test.csv",
+    output:
+        table_output("noise_reference"),
+    params:
+        analysis=config["analysis"],
+    log:
+        f"{LOGS}/noise_reference/noise_reference.log",
+    script:
+        "../workflow_scripts/noise_reference.py"
+
+
+rule analytic_baselines:
+    input:
+        samples=f"{RUN}/samples/test.csv",
+        stores=[store_path(simulation) for simulation in TEST_SIMULATIONS],
+    output:
+        predictions=f"{RUN}/analytic/predictions.csv",
+        summary=f"{RUN}/analytic/summary.json",
+    params:
+        analysis=config["analysis"],
+        simulations=TEST_SIMULATIONS,
+    log:
+        f"{LOGS}/analytic_baselines/analytic_baselines.log",
+    script:
+        "../workflow_scripts/analytic_baselines.py"
+
+
+rule table_mutual_information:
+    input:
+        expand(mi_file("{variant}", "{seed}"), variant=VARIANTS, seed=SEEDS),
+    output:
+        table=table_output("mutual_information"),
+        summary=table_output("mutual_information_summary"),
+    log:
+        f"{LOGS}/table_mutual_information/table_mutual_information.log",
+    script:
+        "../workflow_scripts/table_mutual_information.py"
+
+
+rule table_radial_split:
+    input:
+        expand(mi_file("{variant}", "{seed}"), variant=VARIANTS, seed=SEEDS),
+    output:
+        table_output("radial_split"),
+    log:
+        f"{LOGS}/table_radial_split/table_radial_split.log",
+    script:
+        "../workflow_scripts/table_radial_split.py"
+
+
+rule table1_eps:
+    input:
+        analytic=f"{RUN}/analytic/predictions.csv",
+        summary=f"{RUN}/analytic/summary.json",
+        predictions=expand(predictions_file("{variant}", "{seed}"), variant=ANALYTIC_VARIANTS, seed=SEEDS),
+    output:
+        table_output("table1_eps"),
+    params:
+        analysis=config["analysis"],
+        predictions={variant: [predictions_file(variant, seed) for seed in SEEDS] for variant in ANALYTIC_VARIANTS},
+    log:
+        f"{LOGS}/table1_eps/table1_eps.log",
+    script:
+        "../workflow_scripts/table1_eps.py"
+
+
+rule table2_st:
+    input:
+        analytic=f"{RUN}/analytic/predictions.csv",
+        summary=f"{RUN}/analytic/summary.json",
+        predictions=expand(predictions_file("{variant}", "{seed}"), variant=ANALYTIC_VARIANTS, seed=SEEDS),
+    output:
+        table_output("table2_st"),
+    params:
+        analysis=config["analysis"],
+        predictions={variant: [predictions_file(variant, seed) for seed in SEEDS] for variant in ANALYTIC_VARIANTS},
+    log:
+        f"{LOGS}/table2_st/table2_st.log",
+    script:
+        "../workflow_scripts/table2_st.py"
+
+
+ALL_TARGETS.extend([
+    f"{TABLES}/noise_reference.csv",
+    f"{TABLES}/mutual_information.csv",
+    f"{TABLES}/mutual_information_summary.csv",
+    f"{TABLES}/radial_split.csv",
+    f"{TABLES}/table1_eps.csv",
+    f"{TABLES}/table2_st.csv",
+])
+
+
+# Figures. Each rule's params carry the `figures` section, plus what the figure itself
+# depends on (the rescaling range for Fig. 8, the radial bins for Fig. 5).
+
+if not missing_variants("fig2"):
+    rule fig2:
+        input:
+            predictions_file("raw", FIRST_SEED),
+        output:
+            figure_output("fig2"),
+        params:
+            figures=config["figures"],
+        log:
+            f"{LOGS}/fig2/fig2.log",
+        script:
+            "../workflow_scripts/fig2.py"
+
+if not missing_variants("fig3"):
+    rule fig3:
+        input:
+            raw=expand(predictions_file("raw", "{seed}"), seed=SEEDS),
+            averaged=expand(predictions_file("averaged", "{seed}"), seed=SEEDS),
+        output:
+            figure_output("fig3"),
+        params:
+            figures=config["figures"],
+        log:
+            f"{LOGS}/fig3/fig3.log",
+        script:
+            "../workflow_scripts/fig3.py"
+
+rule fig4:
+    input:
+        mi=f"{TABLES}/mutual_information.csv",
+        noise=f"{TABLES}/noise_reference.csv",
+    output:
+        figure_output("fig4"),
+    params:
+        figures=config["figures"],
+    log:
+        f"{LOGS}/fig4/fig4.log",
+    script:
+        "../workflow_scripts/fig4.py"
+
+if not missing_variants("fig5"):
+    rule fig5:
+        input:
+            predictions=[predictions_file(variant, FIRST_SEED) for variant in ANALYTIC_VARIANTS],
+            mi=[mi_file(variant, FIRST_SEED) for variant in ANALYTIC_VARIANTS],
+        output:
+            figure_output("fig5"),
+        params:
+            figures=config["figures"],
+            variants=ANALYTIC_VARIANTS,
+            radial_edges=config["analysis"]["radial_edges"],
+        log:
+            f"{LOGS}/fig5/fig5.log",
+        script:
+            "../workflow_scripts/fig5.py"
+
+if not missing_variants("fig6"):
+    rule fig6:
+        input:
+            predictions_file("z0", FIRST_SEED),
+        output:
+            figure_output("fig6"),
+        params:
+            figures=config["figures"],
+        log:
+            f"{LOGS}/fig6/fig6.log",
+        script:
+            "../workflow_scripts/fig6.py"
+
+if not missing_variants("fig7"):
+    rule fig7:
+        input:
+            density=predictions_file("raw", FIRST_SEED),
+            potential=predictions_file("potential", FIRST_SEED),
+        output:
+            figure_output("fig7"),
+        params:
+            figures=config["figures"],
+        log:
+            f"{LOGS}/fig7/fig7.log",
+        script:
+            "../workflow_scripts/fig7.py"
+
+if not missing_variants("fig8"):
+    rule fig8:
+        input:
+            predictions=predictions_file("raw", FIRST_SEED),
+            summary=model_file("raw", FIRST_SEED, "summary.json"),
+        output:
+            figure_output("fig8"),
+        params:
+            figures=config["figures"],
+            log_mass_min=config["selection"]["log_mass_min"],
+            log_mass_max=config["selection"]["log_mass_max"],
+        log:
+            f"{LOGS}/fig8/fig8.log",
+        script:
+            "../workflow_scripts/fig8.py"
+
+if not missing_variants("fig9"):
+    rule fig9:
+        input:
+            history=model_file("raw", FIRST_SEED, "history.csv"),
+            summary=model_file("raw", FIRST_SEED, "summary.json"),
+        output:
+            figure_output("fig9"),
+        params:
+            figures=config["figures"],
+        log:
+            f"{LOGS}/fig9/fig9.log",
+        script:
+            "../workflow_scripts/fig9.py"
+
+if not missing_variants("fig10"):
+    rule fig10:
+        input:
+            cnn=predictions_file("raw", FIRST_SEED),
+            analytic=f"{RUN}/analytic/predictions.csv",
+        output:
+            figure_output("fig10"),
+        params:
+            figures=config["figures"],
+        log:
+            f"{LOGS}/fig10/fig10.log",
+        script:
+            "../workflow_scripts/fig10.py"
+
+# A figure the configuration cannot draw keeps its rule name, so `snakemake fig7` stops with
+# the message of reject_figure instead of "no rule fig7".
+for _figure in FIGURE_VARIANTS:
+    if missing_variants(_figure):
+        rule:
+            name: _figure
+            input: reject_figure(_figure)
+            run: pass
+
+ALL_TARGETS.extend(
+    f"{FIGURES}/{figure}.{FIGURE_FORMAT}" for figure in FIGURE_VARIANTS if not missing_variants(figure))
