@@ -11,7 +11,8 @@ samples per second:
 The two are timed in turn, step by step, and the median step time of each is reported, so that
 other load on the machine slows both alike. On the CPU it uses ``torch.set_num_threads(--threads)``. When CUDA is present it also measures
 the conv stack alone under bf16 autocast and reports its achieved FLOP rate as a fraction of the
-device's bf16 peak (looked up from the device name; pass ``--peak-tflops`` for other devices).
+device's bf16 peak. The peak is looked up from the device name, and ``--peak-tflops`` sets it for
+other devices.
 
 Usage::
 
@@ -38,9 +39,12 @@ from halo_ml.loss import CauchySelectionLoss  # noqa: E402
 from halo_ml.model import HaloCNN  # noqa: E402
 from halo_ml.training import training_step  # noqa: E402
 
-# Dense bf16 tensor-core peaks without sparsity, from NVIDIA's data sheets, in TFLOP/s.
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 756.0, "A100": 312.0,
-                    "L40S": 362.0, "A10": 125.0}
+# Dense bf16 tensor-core peaks without sparsity, in TFLOP/s, by a substring of the device name;
+# the first match wins, so "H100 PCIe" precedes "H100" (the SXM part reports "H100 80GB HBM3")
+# and "A100" precedes "A10".
+# NOTE: quoted from NVIDIA's data sheets from memory and not re-checked; --peak-tflops overrides.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+                    "A10": 125.0}
 
 
 def conv_stack_flops(cube, channels=(32, 32, 64, 128, 128, 128)):

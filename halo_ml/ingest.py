@@ -82,6 +82,8 @@ def ingest_simulation(initial_snapshot, final_snapshot, halo_catalogue, store_pa
     with step(2):
         positions = wrap_positions(initial.positions(), box_size, initial.path)
         voxel, mapping = map_to_voxels(positions, initial_ids, box_size, initial.path)
+        # pynbody's periodic tree, used for the SPH density below, expects positions inside the box.
+        initial.sim["pos"][...] = positions
         del positions
         final_voxel = final_voxel_order(voxel)
     progress.update()
@@ -111,7 +113,7 @@ def ingest_simulation(initial_snapshot, final_snapshot, halo_catalogue, store_pa
 
     with step(6):
         source_files = {"initial_snapshot": initial.files, "final_snapshot": final.files,
-                        "halo_catalogue": [catalogue.path]}
+                        "halo_catalogue": catalogue.files}
         record = provenance(
             inputs=[path for paths in source_files.values() for path in paths],
             parameters={"ingest": dict(settings), "units": units, "voxel_mapping": mapping})

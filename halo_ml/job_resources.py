@@ -38,7 +38,8 @@ SAFETY_FACTOR = 3.0
 # NOTE: the throughputs below are estimates, not measurements of this workflow on a cluster:
 # sustained fp32 3D-convolution speed of one data-centre GPU, and CPU rates of the other steps.
 GPU_FLOP_PER_SECOND = 10e12
-INGEST_PARTICLES_PER_SECOND = 2e5
+# Measured: benchmarks/bench_ingest.py ingests 256^3 particles in 144 s on 2 cores.
+INGEST_PARTICLES_PER_SECOND = 1.2e5
 PM_MESH_CELLS_PER_SECOND = 2e6
 Z0_VOXELS_PER_SECOND = 1e6
 GMM_POINT_FITS_PER_SECOND = 5e3

@@ -10,8 +10,9 @@ Supported inputs:
 
 - snapshots: GADGET HDF5 (GADGET-3/4, SnapFormat 3) and legacy binary format 1 and 2
   (GADGET-2/3, and GADGET-4 with SnapFormat 1 or 2), single files or split into ``.0``, ``.1``, ...
-- halo catalogues: SUBFIND as GADGET-4 writes it (``fof_subhalo_tab_XXX.hdf5``), SUBFIND as
-  GADGET-3 writes it (binary ``groups_XXX/subhalo_tab_XXX.N`` and ``group_tab_XXX.N``), and a
+- halo catalogues: SUBFIND as GADGET-4 writes it, in HDF5 (``fof_subhalo_tab_XXX.hdf5``) or in
+  binary format 2 (``fof_subhalo_tab_XXX``, read by this module because pynbody cannot), SUBFIND as
+  GADGET-3 writes it (binary ``groups_XXX/subhalo_tab_XXX.N`` with ``subhalo_ids_XXX.N``), and a
   FoF-only GADGET-4 HDF5 catalogue (``fof_tab_XXX.hdf5``, or a ``fof_subhalo_tab`` without
   subhalos) as a fallback.
 """
@@ -173,9 +174,9 @@ class SnapshotLoader:
         cls.check_integrity(files)
         try:
             with warnings.catch_warnings():
-                # GADGET files keep the particle mass in the header and no unit attributes on
-                # the datasets; pynbody warns about both and then applies the h^-1 and a factors
-                # that GADGET's comoving units imply, which is what halo-ml expects.
+                # GADGET files keep the particle mass in the header and put no unit attributes
+                # on the datasets. pynbody warns about both, then applies the h^-1 and a factors
+                # of GADGET's comoving units, which is what halo-ml expects.
                 warnings.filterwarnings("ignore", "Masses are either stored in the header", UserWarning)
                 warnings.filterwarnings("ignore", "Unable to infer units from HDF attributes", UserWarning)
                 sim = pynbody.load(str(cls.pynbody_path(path, files)))
@@ -430,6 +431,8 @@ class HaloCatalogue:
         the finder did not compute one.
     n_subhalos : int or None
         ``None`` for a FoF-only catalogue.
+    files : list of Path
+        Every file that was read, for provenance; ``[path]`` when not given.
     """
 
     path: Path
@@ -439,6 +442,11 @@ class HaloCatalogue:
     centre_mpc_h: np.ndarray
     r200m_mpc_h: np.ndarray
     n_subhalos: object
+    files: list = None
+
+    def __post_init__(self):
+        if self.files is None:
+            self.files = [self.path]
 
     @property
     def n_groups(self):
@@ -469,21 +477,23 @@ def _pynbody_group_indices(halos):
     return indices
 
 
-def _pynbody_length_property(snapshot, halos, key, path):
+def _pynbody_length_property(snapshot, halos, key, path, in_file_units=False):
     properties = halos.get_properties_all_halos(with_units=True)
     if key not in properties:
         raise HaloCatalogueError(f"halo catalogue {path} has no '{key}' property, which halo-ml needs "
                                  f"for r/R_200m")
     values = properties[key]
     units = getattr(values, "units", None)
-    if isinstance(units, pynbody.units.UnitBase) and not isinstance(units, pynbody.units.NoUnit):
+    if (not in_file_units and isinstance(units, pynbody.units.UnitBase)
+            and not isinstance(units, pynbody.units.NoUnit)):
         return np.asarray(values.in_units(LENGTH_UNIT, **snapshot.sim.conversion_context()), dtype=np.float64)
     # NOTE: without units from pynbody, the values are taken to be in the snapshot file's
     # length unit, which is how GADGET writes them.
     return np.asarray(values, dtype=np.float64) * snapshot.file_length_in_mpc_h
 
 
-def _catalogue_from_pynbody(snapshot, path, format_name, groups, subhalos, centre_key, radius_key):
+def _catalogue_from_pynbody(snapshot, path, format_name, groups, subhalos, centre_key, radius_key,
+                            in_file_units=False):
     group_index = _pynbody_group_indices(groups)
     if subhalos is None:
         bound = group_index >= 0
@@ -491,8 +501,8 @@ def _catalogue_from_pynbody(snapshot, path, format_name, groups, subhalos, centr
         bound = (group_index >= 0) & (np.asarray(subhalos.get_group_array()) >= 0)
     return HaloCatalogue(
         path=Path(path), format=format_name, group_index=group_index, bound=bound,
-        centre_mpc_h=_pynbody_length_property(snapshot, groups, centre_key, path).reshape(-1, 3),
-        r200m_mpc_h=_pynbody_length_property(snapshot, groups, radius_key, path).reshape(-1),
+        centre_mpc_h=_pynbody_length_property(snapshot, groups, centre_key, path, in_file_units).reshape(-1, 3),
+        r200m_mpc_h=_pynbody_length_property(snapshot, groups, radius_key, path, in_file_units).reshape(-1),
         n_subhalos=None if subhalos is None else len(subhalos))
 
 
@@ -510,6 +520,11 @@ def _check_gadget4_catalogue_matches(snapshot, path):
         time = float(header["Time"])
         box = float(header["BoxSize"]) if "BoxSize" in header else None
         n_ids = int(header.get("Nids_Total", 0))
+    _check_catalogue_matches(snapshot, path, time, box, n_ids)
+
+
+def _check_catalogue_matches(snapshot, path, time, box, n_ids):
+    """Raise :class:`HaloCatalogueError` unless the catalogue's time, box (file unit) and ID count fit the snapshot."""
     if not np.isclose(time, snapshot.scale_factor, rtol=1e-5):
         raise HaloCatalogueError(
             f"halo catalogue {path} is for scale factor a = {time:.6g}, but snapshot {snapshot.path} "
@@ -576,15 +591,7 @@ class Gadget4FoFHDF5Loader(HaloCatalogueLoader):
             offsets = group["GroupOffsetType"][:, 1].astype(np.int64)
             centre = group["GroupPos"][:].astype(np.float64) * snapshot.file_length_in_mpc_h
             r200m = group["Group_R_Mean200"][:].astype(np.float64) * snapshot.file_length_in_mpc_h
-        if np.any(offsets + lengths > len(snapshot)):
-            raise HaloCatalogueError(
-                f"halo catalogue {path} has groups that end beyond the {len(snapshot)} particles of "
-                f"snapshot {snapshot.path}; give the catalogue of this snapshot")
-        # File positions of every member: each group's offset plus 0, 1, ..., length - 1.
-        first_member = np.cumsum(lengths) - lengths
-        positions = np.repeat(offsets - first_member, lengths) + np.arange(int(lengths.sum()))
-        group_index = np.full(len(snapshot), -1, dtype=np.int64)
-        group_index[positions] = np.repeat(np.arange(len(lengths)), lengths)
+        group_index = _members_from_offsets(offsets, lengths, snapshot, path)
         return HaloCatalogue(path=Path(path), format=cls.format_name, group_index=group_index,
                              bound=group_index >= 0, centre_mpc_h=centre.reshape(-1, 3),
                              r200m_mpc_h=r200m.reshape(-1), n_subhalos=None)
@@ -604,17 +611,63 @@ class Gadget3SubfindBinaryLoader(HaloCatalogueLoader):
     def load(cls, snapshot, path):
         from pynbody.halo.subfind import SubfindCatalogue
 
-        # NOTE: no GADGET-3 output is at hand, so this path is untested; it relies on pynbody's
-        # SubfindCatalogue and its property names 'pos' and 'rmean_200'.
+        # NOTE: tested on synthetic files in the layout pynbody 2.8 reads, not on real GADGET-3 output.
+        n_subhalos = cls._total_subhalos(path)
+        if n_subhalos == 0:
+            raise HaloCatalogueError(
+                f"halo catalogue {path} contains no subhalos, and pynbody {pynbody.__version__} cannot read "
+                f"a GADGET-3 SUBFIND catalogue without subhalos; give a catalogue with subhalos")
         groups = SubfindCatalogue(snapshot.sim, filename=str(path))
         subhalos = SubfindCatalogue(snapshot.sim, filename=str(path), subhalos=True)
-        return _catalogue_from_pynbody(snapshot, path, cls.format_name, groups, subhalos, "pos", "rmean_200")
+        # pynbody attaches its default GADGET units to the catalogue, not the configured
+        # files.length_unit, so the values are taken in the file's unit, which GADGET-3 shares
+        # between snapshot and catalogue.
+        catalogue = _catalogue_from_pynbody(snapshot, path, cls.format_name, groups, subhalos, "pos", "rmean_200",
+                                            in_file_units=True)
+        number = path.name.removeprefix("groups_")
+        catalogue.files = sorted(path.glob(f"subhalo_tab_{number}.*")) + sorted(path.glob(f"subhalo_ids_{number}.*"))
+        return catalogue
+
+    @staticmethod
+    def _total_subhalos(path):
+        # Header of subhalo_tab_XXX.0: int Ngroups, TotNgroups, Nids, long long TotNids, int NTask,
+        # Nsubgroups, TotNsubgroups.
+        number = path.name.removeprefix("groups_")
+        first = path / f"subhalo_tab_{number}.0"
+        header = first.read_bytes()[:32] if first.is_file() else b""
+        if len(header) < 32:
+            raise HaloCatalogueError(f"halo catalogue file {first} is missing or shorter than its 32-byte header")
+        return int(np.frombuffer(header, dtype=np.int32)[7])
 
 
 class Gadget4BinaryCatalogueLoader(HaloCatalogueLoader):
-    """GADGET-4's own binary group catalogue (SnapFormat 1 or 2): recognised, and rejected clearly."""
+    """GADGET-4's own binary group catalogue in format 2 (SnapFormat 2, block-labelled), read directly.
 
-    format_name = "GADGET-4 binary group catalogue"
+    pynbody 2.8 has no reader for it. Each block is a Fortran record holding a 4-character label
+    and the length of the next record plus 8, then a record with the values of one field for every
+    group (labels starting with ``F``) or subhalo (``S``). The 80-byte header record contains int64
+    Ngroups, Nsubhalos, Nids and their totals over all files, int32 NumFiles and 4 bytes of padding,
+    then float64 Time, Redshift and BoxSize. As in the HDF5 catalogue, the snapshot's particles are
+    in group order, so ``GroupOffsetType`` and ``SubhaloOffsetType`` are positions in the snapshot.
+    tests/test_snapshots.py compares the decoded fields with GADGET-4's HDF5 catalogue of the same
+    simulation. SnapFormat 1 files, which have no block labels, are not recognised.
+    """
+
+    format_name = "GADGET-4 SUBFIND binary (format 2)"
+
+    # Label: (HDF5 name, kind of number, values per group or subhalo). The element size comes from
+    # the record length, so builds that write double precision or 64-bit integers read too.
+    _FIELDS = {
+        "FLEN": ("GroupLen", "i", 1),
+        "FLTY": ("GroupLenType", "i", 6),
+        "FLOT": ("GroupOffsetType", "i", 6),
+        "FPOS": ("GroupPos", "f", 3),
+        "FRM2": ("Group_R_Mean200", "f", 1),
+        "SLTY": ("SubhaloLenType", "i", 6),
+        "SLOT": ("SubhaloOffsetType", "i", 6),
+    }
+    _HEADER_BYTES = 80
+    _DARK_MATTER_TYPE = 1
 
     @classmethod
     def can_load(cls, path):
@@ -627,10 +680,135 @@ class Gadget4BinaryCatalogueLoader(HaloCatalogueLoader):
 
     @classmethod
     def load(cls, snapshot, path):
+        path = Path(path)
+        first = cls._read_file(path)
+        header = first[0]
+        files = cls._files(path, header["num_files"])
+        pieces = [first if file == path else cls._read_file(file) for file in files]
+        fields = {}
+        for name, _, _ in cls._FIELDS.values():
+            parts = [piece_fields[name] for _, piece_fields in pieces if name in piece_fields]
+            fields[name] = np.concatenate(parts) if parts else np.empty(0)
+        _check_catalogue_matches(snapshot, path, header["time"], header["box_size"], header["total_ids"])
+
+        group_lengths = fields["GroupLenType"].reshape(-1, 6)[:, cls._DARK_MATTER_TYPE]
+        group_offsets = fields["GroupOffsetType"].reshape(-1, 6)[:, cls._DARK_MATTER_TYPE]
+        if len(group_lengths) != header["total_groups"]:
+            raise HaloCatalogueError(f"halo catalogue {path} lists {len(group_lengths)} groups in its files "
+                                     f"but its header says {header['total_groups']}; the files may be incomplete")
+        # Two blocks that must agree: a mismatch means the blocks are not laid out as this reader assumes.
+        if not np.array_equal(fields["GroupLen"], fields["GroupLenType"].reshape(-1, 6).sum(axis=1)):
+            raise HaloCatalogueError(
+                f"halo catalogue {path}: GroupLen (block FLEN) differs from the sum of GroupLenType (FLTY); "
+                f"the file is corrupt or written in a layout this reader does not know")
+        group_index = _members_from_offsets(group_offsets, group_lengths, snapshot, path)
+
+        n_subhalos = header["total_subhalos"]
+        if n_subhalos > 0:
+            subhalo_lengths = fields["SubhaloLenType"].reshape(-1, 6)[:, cls._DARK_MATTER_TYPE]
+            subhalo_offsets = fields["SubhaloOffsetType"].reshape(-1, 6)[:, cls._DARK_MATTER_TYPE]
+            bound = (group_index >= 0) & (_members_from_offsets(subhalo_offsets, subhalo_lengths, snapshot, path) >= 0)
+        else:
+            bound = group_index >= 0
+        return HaloCatalogue(
+            path=path, format=cls.format_name, group_index=group_index, bound=bound,
+            centre_mpc_h=fields["GroupPos"].astype(np.float64).reshape(-1, 3) * snapshot.file_length_in_mpc_h,
+            r200m_mpc_h=fields["Group_R_Mean200"].astype(np.float64).reshape(-1) * snapshot.file_length_in_mpc_h,
+            n_subhalos=n_subhalos if n_subhalos > 0 else None, files=files)
+
+    @staticmethod
+    def _files(path, num_files):
+        if num_files <= 1:
+            return [path]
+        # NOTE: split catalogues (name.0, name.1, ...) follow the snapshots' naming; no split
+        # GADGET-4 binary catalogue has been read yet.
+        stem = re.sub(r"\.\d+$", "", path.name)
+        return [path.with_name(f"{stem}.{number}") for number in range(num_files)]
+
+    @classmethod
+    def _read_file(cls, path):
+        """Decode one file into its header (a dict) and the fields in ``_FIELDS`` (HDF5 name -> flat array)."""
+        if not path.is_file():
+            raise HaloCatalogueError(f"halo catalogue piece {path} is missing")
+        order, blocks = _labelled_records(path)
+        raw = blocks.get("HEAD", b"")
+        if len(raw) != cls._HEADER_BYTES:
+            raise HaloCatalogueError(
+                f"halo catalogue {path} has no {cls._HEADER_BYTES}-byte HEAD block, so it is not a GADGET-4 "
+                f"group catalogue in format 2")
+        counts = np.frombuffer(raw, dtype=order + "i8", count=6)
+        header = {
+            "groups": int(counts[0]), "subhalos": int(counts[1]),
+            "total_groups": int(counts[3]), "total_subhalos": int(counts[4]), "total_ids": int(counts[5]),
+            "num_files": int(np.frombuffer(raw, dtype=order + "i4", count=1, offset=48)[0]),
+        }
+        header["time"], header["redshift"], header["box_size"] = (
+            float(value) for value in np.frombuffer(raw, dtype=order + "f8", count=3, offset=56))
+
+        fields = {}
+        for label, (name, kind, components) in cls._FIELDS.items():
+            rows = header["groups"] if label.startswith("F") else header["subhalos"]
+            if rows == 0:
+                continue
+            if label not in blocks:
+                raise HaloCatalogueError(f"halo catalogue {path} has no {label} block ({name}), which halo-ml needs")
+            raw = blocks[label]
+            item_size, remainder = divmod(len(raw), rows * components)
+            if remainder or item_size not in (4, 8):
+                raise HaloCatalogueError(
+                    f"halo catalogue {path}: block {label} ({name}) has {len(raw)} bytes, which is not "
+                    f"{rows} x {components} values of 4 or 8 bytes; the file is corrupt or in another layout")
+            fields[name] = np.frombuffer(raw, dtype=f"{order}{kind}{item_size}")
+        return header, fields
+
+
+def _labelled_records(path):
+    """Read a GADGET format-2 file into its byte order ('<' or '>') and {label: payload bytes}.
+
+    Of two blocks with one label, the first is kept. Raises :class:`HaloCatalogueError` when a record runs past the end of the file or its two
+    length markers differ.
+    """
+    data = Path(path).read_bytes()
+    order = "<" if data[:4] == struct.pack("<i", 8) else ">"
+    blocks = {}
+    offset = 0
+    label = None
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise HaloCatalogueError(f"halo catalogue {path} is truncated at byte {offset}")
+        (size,) = struct.unpack(order + "i", data[offset:offset + 4])
+        end = offset + 4 + size
+        if size < 0 or end + 4 > len(data) or data[end:end + 4] != data[offset:offset + 4]:
+            raise HaloCatalogueError(
+                f"halo catalogue {path} is truncated or corrupt: the record at byte {offset} claims {size} "
+                f"bytes, the file has {len(data)} bytes, or its closing length marker differs")
+        payload = data[offset + 4:end]
+        if label is None:
+            if size != 8:
+                raise HaloCatalogueError(f"halo catalogue {path}: expected a block label record at byte {offset}")
+            label = payload[:4].decode("ascii", errors="replace")
+        else:
+            # GADGET-4 (commit 1e171a4, June 2024) labels both SubhaloSpin and SubhaloVelDisp "SSPI".
+            blocks.setdefault(label, payload)
+            label = None
+        offset = end + 4
+    return order, blocks
+
+
+def _members_from_offsets(offsets, lengths, snapshot, path):
+    """Return each snapshot particle's 0-based structure index (-1 for none) from file offsets and lengths."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if np.any(offsets + lengths > len(snapshot)):
         raise HaloCatalogueError(
-            f"halo catalogue {path} is GADGET-4's binary group catalogue, which pynbody "
-            f"{pynbody.__version__} cannot read; rerun GADGET-4's group finder on the final snapshot "
-            f"with SnapFormat 3 (HDF5) to write fof_subhalo_tab_XXX.hdf5, and point files.halo_catalogue at it")
+            f"halo catalogue {path} has groups or subhalos that end beyond the {len(snapshot)} particles of "
+            f"snapshot {snapshot.path}; give the catalogue of this snapshot")
+    # File positions of every member: each structure's offset plus 0, 1, ..., length - 1.
+    first_member = np.cumsum(lengths) - lengths
+    positions = np.repeat(offsets - first_member, lengths) + np.arange(int(lengths.sum()))
+    index = np.full(len(snapshot), -1, dtype=np.int64)
+    index[positions] = np.repeat(np.arange(len(lengths)), lengths)
+    return index
 
 
 HALO_CATALOGUE_LOADERS = (Gadget4SubfindHDF5Loader, Gadget4FoFHDF5Loader, Gadget3SubfindBinaryLoader,
@@ -697,7 +875,7 @@ def load_halo_catalogue(snapshot, path=None):
             return catalogue
     raise HaloCatalogueError(
         f"halo catalogue {path} is in no supported format (GADGET-4 fof_subhalo_tab or fof_tab HDF5, "
-        f"GADGET-3 SUBFIND groups_XXX folder)")
+        f"GADGET-4 fof_subhalo_tab binary format 2, GADGET-3 SUBFIND groups_XXX folder)")
 
 
 def snapshot_input_files(path):

@@ -8,12 +8,17 @@ Training stops at ``max_epochs`` or after ``patience`` epochs without a lower va
 and keeps the weights of the epoch with the lowest validation loss.
 
 Both the training and the validation loss include the prior term, so they are on one scale.
+The training loss of an epoch is the mean of its batch losses, taken while the weights change.
+The validation loss uses the weights at the end of the epoch.
 
-``checkpoint.pt`` next to ``model.pt`` holds everything needed to continue (weights, optimizer
+``checkpoint.pt`` next to ``model.pt`` contains everything needed to continue (weights, optimizer
 and loss state, the shuffling generator, the epoch's permutation and batch position, the
 history and the best state). It is written after every epoch and every ``checkpoint_minutes``
 inside an epoch. A rerun with the same settings continues from it and, on the same device and
-thread count, ends with the same weights bit for bit as a run that was never interrupted.
+thread count, ends with the same weights bit for bit as a run that was never interrupted. A
+checkpoint written with other samples, model settings, seed, alpha, learning rate, batch size,
+initial gamma or bf16 setting is ignored with a warning. Changing only ``max_epochs`` or
+``patience`` keeps it, so a finished run can be extended.
 """
 
 import copy
@@ -416,7 +421,9 @@ def _same_device(first, second):
         return True
     # "cuda" without an index means the current device.
     current = torch.cuda.current_device()
-    return (first.index if first.index is not None else current) == (second.index if second.index is not None else current)
+    first_index = current if first.index is None else first.index
+    second_index = current if second.index is None else second.index
+    return first_index == second_index
 
 
 def _training_defaults(training_settings):
@@ -441,9 +448,9 @@ def _restore_determinism(state):
 
 
 def _configure_determinism(deterministic, device):
-    # On the CPU every kernel this model uses is deterministic for a fixed thread count (the
-    # tests check it), so only CUDA needs switching; torch.use_deterministic_algorithms also
-    # imports torch._inductor, which takes seconds.
+    # On the CPU every kernel this model uses is deterministic for a fixed thread count, as the
+    # tests check, so only CUDA needs switching. Skipping the switch on the CPU also avoids
+    # torch.use_deterministic_algorithms importing torch._inductor, which takes seconds.
     if device.type != "cuda":
         return
     if not deterministic:

@@ -28,6 +28,11 @@ def model_file(variant, seed, name):
     return f"{RUN}/models/{variant}/seed{seed}/{name}"
 
 
+def analysis_settings(*keys):
+    """Return the named keys of the `analysis` section, so a rule reruns only when they change."""
+    return {key: config["analysis"][key] for key in keys}
+
+
 def missing_variants(figure):
     return [variant for variant in FIGURE_VARIANTS[figure] if variant not in VARIANTS]
 
@@ -59,9 +64,13 @@ rule mutual_information:
     output:
         f"{RUN}/mi/{{variant}}/seed{{seed}}.json",
     params:
-        analysis=config["analysis"],
+        analysis=analysis_settings("n_bootstrap", "radial_edges"),
+    resources:
+        **job_resources("mutual_information"),
     log:
         f"{LOGS}/mutual_information/{{variant}}_seed{{seed}}.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/mutual_information.py"
 
@@ -72,9 +81,11 @@ rule noise_reference:
     output:
         table_output("noise_reference"),
     params:
-        analysis=config["analysis"],
+        analysis=analysis_settings("n_bootstrap", "noise_dex", "seed"),
     log:
         f"{LOGS}/noise_reference/noise_reference.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/noise_reference.py"
 
@@ -87,10 +98,14 @@ rule analytic_baselines:
         predictions=f"{RUN}/analytic/predictions.csv",
         summary=f"{RUN}/analytic/summary.json",
     params:
-        analysis=config["analysis"],
+        analysis=analysis_settings("analytic_mass_scales", "analytic_log_mass_min", "analytic_log_mass_max"),
         simulations=TEST_SIMULATIONS,
+    resources:
+        **job_resources("analytic_baselines"),
     log:
         f"{LOGS}/analytic_baselines/analytic_baselines.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/analytic_baselines.py"
 
@@ -103,6 +118,8 @@ rule table_mutual_information:
         summary=table_output("mutual_information_summary"),
     log:
         f"{LOGS}/table_mutual_information/table_mutual_information.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/table_mutual_information.py"
 
@@ -114,6 +131,8 @@ rule table_radial_split:
         table_output("radial_split"),
     log:
         f"{LOGS}/table_radial_split/table_radial_split.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/table_radial_split.py"
 
@@ -126,10 +145,12 @@ rule table1_eps:
     output:
         table_output("table1_eps"),
     params:
-        analysis=config["analysis"],
+        analysis=analysis_settings("n_bootstrap", "seed"),
         predictions={variant: [predictions_file(variant, seed) for seed in SEEDS] for variant in ANALYTIC_VARIANTS},
     log:
         f"{LOGS}/table1_eps/table1_eps.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/table1_eps.py"
 
@@ -142,10 +163,12 @@ rule table2_st:
     output:
         table_output("table2_st"),
     params:
-        analysis=config["analysis"],
+        analysis=analysis_settings("n_bootstrap", "seed"),
         predictions={variant: [predictions_file(variant, seed) for seed in SEEDS] for variant in ANALYTIC_VARIANTS},
     log:
         f"{LOGS}/table2_st/table2_st.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/table2_st.py"
 
@@ -173,6 +196,8 @@ if not missing_variants("fig2"):
             figures=config["figures"],
         log:
             f"{LOGS}/fig2/fig2.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig2.py"
 
@@ -187,6 +212,8 @@ if not missing_variants("fig3"):
             figures=config["figures"],
         log:
             f"{LOGS}/fig3/fig3.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig3.py"
 
@@ -200,6 +227,8 @@ rule fig4:
         figures=config["figures"],
     log:
         f"{LOGS}/fig4/fig4.log",
+    conda:
+        "../envs/analyze.yaml"
     script:
         "../workflow_scripts/fig4.py"
 
@@ -216,6 +245,8 @@ if not missing_variants("fig5"):
             radial_edges=config["analysis"]["radial_edges"],
         log:
             f"{LOGS}/fig5/fig5.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig5.py"
 
@@ -229,6 +260,8 @@ if not missing_variants("fig6"):
             figures=config["figures"],
         log:
             f"{LOGS}/fig6/fig6.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig6.py"
 
@@ -243,6 +276,8 @@ if not missing_variants("fig7"):
             figures=config["figures"],
         log:
             f"{LOGS}/fig7/fig7.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig7.py"
 
@@ -259,6 +294,8 @@ if not missing_variants("fig8"):
             log_mass_max=config["selection"]["log_mass_max"],
         log:
             f"{LOGS}/fig8/fig8.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig8.py"
 
@@ -273,6 +310,8 @@ if not missing_variants("fig9"):
             figures=config["figures"],
         log:
             f"{LOGS}/fig9/fig9.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig9.py"
 
@@ -287,6 +326,8 @@ if not missing_variants("fig10"):
             figures=config["figures"],
         log:
             f"{LOGS}/fig10/fig10.log",
+        conda:
+            "../envs/analyze.yaml"
         script:
             "../workflow_scripts/fig10.py"
 

@@ -28,12 +28,12 @@ rule ingest:
         ingest=config["ingest"],
         units={key: config.get("files", {}).get(key) for key in UNIT_KEYS},
         paths=lambda wildcards: simulation_files(config, wildcards.simulation),
+    resources:
+        **job_resources("ingest"),
     log:
         f"{LOGS}/ingest/{{simulation}}.log",
     threads: config["ingest"]["threads"]
-    resources:
-        # benchmarks/bench_ingest.py measured a peak of 3.7 GB for 256^3 particles (about 220
-        # bytes per particle). NOTE: fixed, so runs above 256^3 need --set-resources ingest:mem_mb=...
-        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+    conda:
+        "../envs/prepare.yaml"
     script:
         "../workflow_scripts/ingest.py"

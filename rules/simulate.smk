@@ -20,8 +20,12 @@ if config["simulations"]["source"] == "demo":
             demo=demo_settings(config),
             cosmology=config["cosmology"],
             seed=lambda wildcards: config["demo"]["seeds"][wildcards.simulation],
+        resources:
+            **job_resources("simulate"),
         log:
             f"{LOGS}/simulate/{{simulation}}.log",
         threads: config["demo"]["threads"]
+        conda:
+            "../envs/simulate.yaml"
         script:
             "../workflow_scripts/simulate.py"

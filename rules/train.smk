@@ -59,8 +59,12 @@ rule select:
         selection=config["selection"],
         simulations={split: config["simulations"][split] for split in SPLITS},
         names=SIMULATIONS,
+    resources:
+        **job_resources("select"),
     log:
         f"{LOGS}/select/select.log",
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/select.py"
 
@@ -75,8 +79,12 @@ rule cut_final_subboxes:
         inputs=variant_inputs("z0"),
         sph_neighbours=config["ingest"]["sph_neighbours"],
         names=lambda wildcards: config["simulations"][wildcards.split],
+    resources:
+        **job_resources("cut_final_subboxes"),
     log:
         f"{LOGS}/cut_final_subboxes/{{split}}_chunk{{chunk}}.log",
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/cut_final_subboxes.py"
 
@@ -98,8 +106,12 @@ rule train:
         inputs=lambda wildcards: variant_inputs(wildcards.variant),
         selection=SELECTION_RANGE,
         simulations=TRAIN_AND_VALIDATION,
+    resources:
+        **job_resources("train"),
     log:
         f"{LOGS}/train/{{variant}}_seed{{seed}}.log",
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/train.py"
 
@@ -117,8 +129,12 @@ rule predict:
         device=config["training"]["device"],
         bf16=config["training"]["bf16"],
         simulations=TEST_SIMULATIONS,
+    resources:
+        **job_resources("predict"),
     log:
         f"{LOGS}/predict/{{variant}}_seed{{seed}}.log",
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/predict.py"
 

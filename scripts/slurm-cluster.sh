@@ -132,7 +132,7 @@ EOF
     chmod 755 "${STATE}/bin/srun"
 
     # Fake GPUs: Slurm counts a GPU per device file, and empty files stand in for /dev/nvidia*.
-    # A job that asks for one is scheduled and then runs on the CPU.
+    # A job that requests one is scheduled and then runs on the CPU.
     mkdir -p "${STATE}/dev"
     local gpu
     for ((gpu = 0; gpu < NODE_GPUS; gpu++)); do

@@ -1,5 +1,8 @@
 """Write small synthetic simulations in GADGET-4's HDF5 layout, with known labels and positions.
 
+``write_simulation(..., layout="gadget3")`` writes GADGET-3's binary snapshots and SUBFIND
+catalogue instead.
+
 Used by the ingest tests and by benchmarks/bench_ingest.py. Files follow GADGET-4's conventions:
 lengths in kpc/h, masses in 1e10 Msun/h, the particle mass in the header's mass table, and the
 z=0 particles written in group order (group 0's subhalo members, its unbound members, group 1,
@@ -130,8 +133,12 @@ def write_catalogue(path, groups, box_size, scale_factor, particle_mass_code=1.0
 
 
 def write_simulation(folder, n=16, box_size=20.0, displacement=0.2, offset=0.0, ids="lattice", shuffle=True,
-                     n_groups=4, n_files=1, seed=0, particle_mass_code=1.0):
+                     n_groups=4, n_files=1, seed=0, particle_mass_code=1.0, layout="gadget4"):
     """Write snapshot_000.hdf5 (a=0.01), snapshot_001.hdf5 (a=1) and fof_subhalo_tab_001.hdf5.
+
+    With ``layout="gadget3"`` the files are GADGET-3's instead: binary (format 1) snapshots
+    ``snapshot_000`` and ``snapshot_001``, the z=0 particles in random order, and the binary SUBFIND
+    catalogue ``groups_001`` (split into ``n_files`` files, as the snapshots are).
 
     The initial positions are the lattice sites (voxel order, k fastest) plus a known
     displacement, below half a spacing, of up to ``displacement`` lattice spacings per axis.
@@ -174,6 +181,21 @@ def write_simulation(folder, n=16, box_size=20.0, displacement=0.2, offset=0.0, 
     final_order = np.concatenate([members[:start], rng.permutation(members[start:])])
 
     initial_order = rng.permutation(n ** 3) if shuffle else voxels
+    if layout == "gadget3":
+        paths = {
+            "initial_snapshot": folder / "snapshot_000",
+            "final_snapshot": folder / "snapshot_001",
+            "halo_catalogue": folder / "groups_001",
+        }
+        # GADGET-3 keeps the z=0 particles in their own order; only the catalogue's ID list is in group order.
+        final_order = rng.permutation(n ** 3)
+        write_binary_snapshot(paths["initial_snapshot"], initial[initial_order], particle_ids[initial_order],
+                              box_size, 0.01, particle_mass_code, n_files=n_files)
+        write_binary_snapshot(paths["final_snapshot"], final[final_order], particle_ids[final_order], box_size,
+                              1.0, particle_mass_code, n_files=n_files)
+        write_gadget3_subfind(folder, 1, groups, particle_ids[members[:start]], n_files=n_files)
+        return _simulation_truth(particle_ids, voxels, initial, final, group_of_voxel, bound_of_voxel, groups, n,
+                                 box_size, paths)
     paths = {
         "initial_snapshot": folder / "snapshot_000.hdf5",
         "final_snapshot": folder / "snapshot_001.hdf5",
@@ -184,6 +206,12 @@ def write_simulation(folder, n=16, box_size=20.0, displacement=0.2, offset=0.0, 
     write_snapshot(paths["final_snapshot"], final[final_order], particle_ids[final_order], box_size, 1.0,
                    particle_mass_code, n_files=n_files)
     write_catalogue(paths["halo_catalogue"], groups, box_size, 1.0, particle_mass_code)
+    return _simulation_truth(particle_ids, voxels, initial, final, group_of_voxel, bound_of_voxel, groups, n,
+                             box_size, paths)
+
+
+def _simulation_truth(particle_ids, voxels, initial, final, group_of_voxel, bound_of_voxel, groups, n, box_size,
+                      paths):
     return {
         "voxel_of_id": dict(zip(particle_ids.tolist(), voxels.tolist())) if n <= 32 else None,
         "ids": particle_ids,
@@ -240,3 +268,98 @@ def write_binary_snapshot(path, positions_mpc_h, ids, box_size, scale_factor, pa
 def _write_record(stream, payload):
     marker = np.int32(len(payload)).tobytes()
     stream.write(marker + payload + marker)
+
+
+def write_gadget3_subfind(folder, number, groups, member_ids, n_files=1, id_dtype=np.uint32):
+    """Write a GADGET-3 binary SUBFIND catalogue: ``groups_XXX/subhalo_tab_XXX.N`` and ``subhalo_ids_XXX.N``.
+
+    The layout is the one pynbody 2.8's ``SubfindCatalogue`` reads: files without Fortran record
+    markers, a header of int Ngroups, TotNgroups, Nids, long long TotNids, int NTask, Nsubgroups,
+    TotNsubgroups (``subhalo_ids`` ends its header with the file's ID offset instead of the subhalo
+    counts), then one column after another. Lengths are in kpc/h and masses in 1e10 Msun/h, as in
+    the snapshots. pynbody reads no ``group_tab_XXX.N`` file, so none is written.
+
+    Parameters
+    ----------
+    folder : path-like
+        Where ``groups_XXX`` is created.
+    number : int
+        The snapshot number XXX.
+    groups : list of dict
+        As for :func:`write_catalogue`: ``length``, ``bound`` (0 for a group without subhalo),
+        ``centre`` and ``r200m`` in comoving Mpc/h.
+    member_ids : ndarray
+        Particle IDs of the FoF members in group order: group 0's ``bound`` subhalo members, its
+        unbound members, then group 1, and so on.
+    n_files : int
+        Files per catalogue; whole groups go to each file, as SUBFIND writes them.
+    id_dtype : numpy dtype
+        The ID type of the snapshot, which pynbody takes for the catalogue's IDs too.
+    """
+    directory = Path(folder) / f"groups_{number:03d}"
+    directory.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([group["length"] for group in groups], dtype=np.int32)
+    offsets = (np.cumsum(lengths) - lengths).astype(np.int32)
+    bound = np.array([group["bound"] for group in groups], dtype=np.int32)
+    has_subhalo = bound > 0
+    n_subhalos_total = int(has_subhalo.sum())
+    first_subhalo = (np.cumsum(has_subhalo) - has_subhalo).astype(np.int32)
+    centre_kpc = np.array([group["centre"] for group in groups], dtype=np.float32).reshape(-1, 3) * 1000.0
+    r200m_kpc = np.array([group["r200m"] for group in groups], dtype=np.float32) * 1000.0
+    mass_code = lengths.astype(np.float32)
+    n_ids_total = int(lengths.sum())
+
+    pieces = np.array_split(np.arange(len(groups)), n_files)
+    for file_number, rows in enumerate(pieces):
+        sub_rows = rows[has_subhalo[rows]]
+        n_ids = int(lengths[rows].sum())
+        header = (np.array([len(rows), len(groups), n_ids], dtype=np.int32).tobytes()
+                  + np.int64(n_ids_total).tobytes()
+                  + np.array([n_files, len(sub_rows), n_subhalos_total], dtype=np.int32).tobytes())
+        zeros_sub = np.zeros(len(sub_rows), dtype=np.float32)
+        columns = [
+            lengths[rows], offsets[rows], mass_code[rows], centre_kpc[rows],
+            # Group_M_Mean200, Group_R_Mean200, then M and R for Crit200 and TopHat200.
+            mass_code[rows], r200m_kpc[rows], mass_code[rows], r200m_kpc[rows], mass_code[rows], r200m_kpc[rows],
+            np.zeros(len(rows), dtype=np.int32), np.zeros(len(rows), dtype=np.float32),  # contamination
+            has_subhalo[rows].astype(np.int32), first_subhalo[rows],
+            # One subhalo per group with subhalos: its bound members come first in the group.
+            bound[sub_rows], offsets[sub_rows], np.zeros(len(sub_rows), dtype=np.int32),
+            bound[sub_rows].astype(np.float32), centre_kpc[sub_rows],
+            np.zeros((len(sub_rows), 3), dtype=np.float32), centre_kpc[sub_rows],  # velocity, centre of mass
+            np.zeros((len(sub_rows), 3), dtype=np.float32),  # spin
+            zeros_sub, zeros_sub, zeros_sub, zeros_sub,  # velocity dispersion, Vmax, its radius, half-mass radius
+            member_ids[offsets[sub_rows]].astype(id_dtype), sub_rows.astype(np.int32),
+        ]
+        with open(directory / f"subhalo_tab_{number:03d}.{file_number}", "wb") as stream:
+            stream.write(header)
+            for column in columns:
+                stream.write(np.ascontiguousarray(column).tobytes())
+
+        start = int(offsets[rows[0]]) if len(rows) else 0
+        ids_header = (np.array([len(rows), len(groups), n_ids], dtype=np.int32).tobytes()
+                      + np.int64(n_ids_total).tobytes() + np.array([n_files, start], dtype=np.int32).tobytes())
+        with open(directory / f"subhalo_ids_{number:03d}.{file_number}", "wb") as stream:
+            stream.write(ids_header)
+            stream.write(member_ids[start:start + n_ids].astype(id_dtype).tobytes())
+    return directory
+
+
+def read_format2_blocks(path):
+    """Return {label: payload bytes} of a little-endian format-2 file, walking its records by hand.
+
+    A second reader, independent of halo_ml's, that tests compare against. Of two blocks with one
+    label, the first is kept.
+    """
+    data = Path(path).read_bytes()
+    blocks, offset, label = {}, 0, None
+    while offset < len(data):
+        size = int(np.frombuffer(data, dtype="<i4", count=1, offset=offset)[0])
+        payload = data[offset + 4:offset + 4 + size]
+        if label is None:
+            label = payload[:4].decode()
+        else:
+            blocks.setdefault(label, payload)
+            label = None
+        offset += size + 8
+    return blocks

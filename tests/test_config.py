@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from halo_ml.config import ConfigError, load_config, simulation_files, validate_config, simulation_names
+from halo_ml.config import (
+    ConfigError, configuration_reference, load_config, simulation_files, simulation_names, validate_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -81,3 +83,9 @@ def test_gadget_paths_expand_simulation_name():
 def test_validation_simulation_may_also_test():
     config = load_config(DEFAULT, overrides={"simulations": {"test": ["demo_validation"]}})
     assert simulation_names(config).count("demo_validation") == 1
+
+
+def test_configuration_reference_matches_schema():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert page.strip() == configuration_reference().strip(), (
+        "docs/configuration.md is out of date: run `python -m halo_ml.config > docs/configuration.md`")

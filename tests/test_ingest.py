@@ -11,7 +11,7 @@ from halo_ml.halo_labels import FOF_ONLY_DEFINITION, SUBFIND_DEFINITION
 from halo_ml.ingest import ingest_simulation
 from halo_ml.lagrangian import LagrangianMappingError
 from halo_ml.snapshots import HaloCatalogueError, SnapshotError
-from synthetic_gadget import SOLAR_MASS_G, write_catalogue, write_simulation, write_snapshot
+from synthetic_gadget import SOLAR_MASS_G, read_format2_blocks, write_catalogue, write_simulation, write_snapshot
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gadget4"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"GADGET-4 sample data not found at {DATA}")
@@ -217,3 +217,89 @@ def test_catalogue_of_other_simulation_leaves_no_store(tmp_path):
         ingest_simulation(DATA / "L20_N64_s2" / "snapshot_000.hdf5", DATA / "L20_N64_s2" / "snapshot_001.hdf5",
                           DATA / "L20_N64_s1" / "fof_subhalo_tab_001.hdf5", tmp_path / "s.zarr", SETTINGS)
     assert_no_store(tmp_path)
+
+
+def test_positions_just_outside_box_wrapped(tmp_path):
+    # Two copies of one simulation (same seed), because pynbody keeps the first one's files open.
+    reference_paths = write_simulation(tmp_path / "reference", n=8, n_groups=2)["paths"]
+    paths = write_simulation(tmp_path / "shifted", n=8, n_groups=2)["paths"]
+    reference = tmp_path / "reference.zarr"
+    ingest_simulation(reference_paths["initial_snapshot"], reference_paths["final_snapshot"], None, reference,
+                      SETTINGS)
+    with h5py.File(paths["initial_snapshot"], "r+") as stream:
+        coordinates = stream["PartType1/Coordinates"]
+        shifted = coordinates[...]
+        shifted[:10, 0] -= 20000.0
+        coordinates[...] = shifted
+
+    ingest_simulation(paths["initial_snapshot"], paths["final_snapshot"], None, tmp_path / "s.zarr", SETTINGS)
+
+    wrapped = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    expected = zarr.open_group(reference, mode="r")
+    np.testing.assert_array_equal(wrapped["halo_id"][...], expected["halo_id"][...])
+    np.testing.assert_allclose(wrapped["density_contrast"][...], expected["density_contrast"][...], atol=1e-5)
+
+
+@pytest.mark.parametrize("n_files", [1, 2])
+def test_gadget3_binary_ingest_labels(tmp_path, n_files):
+    truth = write_simulation(tmp_path / "sim", n=16, layout="gadget3", n_files=n_files)
+    paths = truth["paths"]
+    units = {"length_unit": "kpc a h^-1", "mass_unit": "1e10 Msol h^-1"}
+
+    ingest_simulation(paths["initial_snapshot"], paths["final_snapshot"], None, tmp_path / "s.zarr", SETTINGS,
+                      units=units)
+
+    group = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    halo_id = group["halo_id"][...].ravel()
+    log_mass = group["log_halo_mass"][...].ravel()
+    # The particle mass is 1 in units of 1e10 Msun/h, so a group's mass is its bound count times 1e10 / h.
+    expected_log_mass = np.array([np.log10(g["bound"] * 1e10 / 0.701) if g["bound"] else np.nan
+                                  for g in truth["groups"]])
+    labelled = truth["group_of_voxel"] >= 0
+    assert group.attrs["halo_catalogue_format"] == "GADGET-3 SUBFIND binary"
+    assert group.attrs["halo_definition"] == SUBFIND_DEFINITION
+    np.testing.assert_array_equal(halo_id, truth["group_of_voxel"])
+    np.testing.assert_allclose(log_mass[labelled], expected_log_mass[truth["group_of_voxel"][labelled]], rtol=1e-6)
+    assert np.all(np.isnan(log_mass[~labelled]))
+    assert group.attrs["n_halos"] == len(truth["groups"]) - 1
+    assert np.nanmax(log_mass) == pytest.approx(np.nanmax(expected_log_mass), abs=1e-6)
+    centre = np.array([g["centre"] for g in truth["groups"]])[truth["group_of_voxel"][labelled]]
+    offset = (truth["final"][labelled] - centre + truth["box_size"] / 2) % truth["box_size"] - truth["box_size"] / 2
+    expected_ratio = np.linalg.norm(offset, axis=1) / 0.3
+    np.testing.assert_allclose(group["r_over_r200m"][...].ravel()[labelled], expected_ratio, rtol=1e-4, atol=1e-4)
+
+
+@needs_data
+def test_gadget4_format2_store_matches_hdf5(sample_store, tmp_path):
+    run = DATA / "L20_N64_s1_fmt2"
+    # GADGET-4's mass unit, 1.989e43 g/h, as in the HDF5 files' UnitMass_in_g.
+    units = {"length_unit": "kpc a h^-1", "mass_unit": "1.989e43 g h^-1"}
+    ingest_simulation(run / "snapshot_000", run / "snapshot_001", None, tmp_path / "s.zarr", SETTINGS, units=units)
+    binary = zarr.open_group(tmp_path / "s.zarr", mode="r")
+
+    for name in ("density_contrast", "potential", "final_position"):
+        np.testing.assert_allclose(binary[name][...], sample_store[name][...], rtol=1e-5, atol=2e-5, err_msg=name)
+    assert binary.attrs["particle_mass_msun"] == pytest.approx(sample_store.attrs["particle_mass_msun"], rel=1e-6)
+    assert binary.attrs["halo_catalogue_format"] == "GADGET-4 SUBFIND binary (format 2)"
+
+    # The binary catalogue comes from a second group-finder run (424 subhalos, against 423 in
+    # the HDF5 catalogue) that numbers groups of equal size differently, so the FoF groups are
+    # compared as a partition: each halo_id of one store maps to exactly one of the other.
+    binary_id = binary["halo_id"][...].ravel()
+    hdf5_id = sample_store["halo_id"][...].ravel()
+    both = (binary_id >= 0) & (hdf5_id >= 0)
+    pairs = np.unique(np.stack([hdf5_id[both], binary_id[both]]), axis=1)
+    assert pairs.shape[1] == np.unique(pairs[0]).size == np.unique(pairs[1]).size
+    assert binary.attrs["n_halos"] == sample_store.attrs["n_halos"]
+    # Unbinding differs between the two runs for a few particles only.
+    assert np.count_nonzero((binary_id >= 0) != (hdf5_id >= 0)) < 1e-3 * np.count_nonzero(hdf5_id >= 0)
+
+    blocks = read_format2_blocks(run / "fof_subhalo_tab_001")
+    subhalo_length = np.frombuffer(blocks["SLTY"], dtype="<i4").reshape(-1, 6)[:, 1]
+    subhalo_group = np.frombuffer(blocks["SGNR"], dtype="<i8")
+    bound_count = np.bincount(subhalo_group, weights=subhalo_length)
+    log_mass = binary["log_halo_mass"][...]
+    assert np.count_nonzero(binary_id >= 0) == subhalo_length.sum()
+    assert np.nanmax(log_mass) == pytest.approx(
+        np.log10(bound_count.max() * binary.attrs["particle_mass_msun"]), abs=1e-5)
+    assert np.nanmax(np.abs(log_mass - sample_store["log_halo_mass"][...])) < 0.01

@@ -1,4 +1,5 @@
-"""Dry runs of config/paper.yaml, the paper's full setup, through the shipped SLURM profile.
+"""Dry runs of config/paper.yaml (the full setup of Lucie-Smith et al. 2024) through the shipped
+SLURM profile.
 
 The user's GADGET files are stood in for by empty files of the right names, except the z=99
 snapshots, which get a GADGET-4 HDF5 header with 256^3 particles: the cluster jobs are sized
@@ -18,13 +19,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"
-import os; SNAKEFILE = Path(os.environ.get("DEV_SNAKEFILE", ROOT / "Snakefile"))
 PLACEHOLDER = "/path/to/your/simulations"
 PARTICLES = 256 ** 3
 
 
 def dry_run(workdir, configfile):
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(configfile), "-n"]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
@@ -144,7 +144,7 @@ def test_paper_missing_files_named(tmp_path):
 
 def test_profile_found_by_name(tmp_path):
     # `--profile slurm` run from the repository root resolves through the link ./slurm.
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
                "--profile", "slurm", "--configfile", str(ROOT / "tests" / "configs" / "tiny.yaml"), "-n"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     output = result.stdout + result.stderr

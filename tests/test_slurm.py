@@ -7,7 +7,7 @@ SLURM: in the first, a training job is killed with scancel once its first checkp
 the second run resumes it. Its tables must equal those of a local run of the same configuration.
 
 The test needs root and either the SLURM binaries or apt-get with Debian's package registry.
-Elsewhere (a laptop, a container without root) it skips and says which is missing.
+Elsewhere (a laptop, a container without root) it skips and reports which is missing.
 """
 
 import os
@@ -24,7 +24,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = ROOT / "scripts" / "slurm-cluster.sh"
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-SNAKEFILE = Path(os.environ.get("DEV_SNAKEFILE", ROOT / "Snakefile"))
 ACCOUNT, PARTITION = "halotest", "debug"
 DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
 # Seconds for one whole snakemake invocation through SLURM; SIGINT after it, because the SLURM
@@ -89,15 +88,8 @@ def _write_profile(folder):
     return folder
 
 
-def _write_overlay(path):
-    # Six epochs without early stopping, so that the training job is still running when its
-    # first checkpoint appears and the test kills it.
-    path.write_text(yaml.safe_dump({"training": {"max_epochs": 6, "patience": 6}}))
-    return path
-
-
 def _snakemake_command(workdir, configfiles, *arguments):
-    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
             "--configfile", *[str(path) for path in configfiles], *arguments]
 
 
@@ -141,7 +133,6 @@ def slurm_run(cluster, tmp_path_factory):
     """Run the tiny workflow through SLURM, killing one training job, then run it again."""
     base = tmp_path_factory.mktemp("slurm-workflow")
     profile = _write_profile(base / "profile")
-    overlay = _write_overlay(base / "overlay.yaml")
     workdir = base / "work"
     workdir.mkdir()
     config = yaml.safe_load(TINY.read_text())
@@ -150,7 +141,7 @@ def slurm_run(cluster, tmp_path_factory):
 
     # First run: no retries, so that the killed training job stays failed until the rerun.
     command = ["timeout", "-s", "INT", str(WORKFLOW_TIMEOUT),
-               *_snakemake_command(workdir, [TINY, overlay], *arguments, "--retries", "0")]
+               *_snakemake_command(workdir, [TINY], *arguments, "--retries", "0")]
     with open(base / "first_run.log", "w") as log:
         process = subprocess.Popen(command, cwd=workdir, env=cluster, stdout=log, stderr=subprocess.STDOUT)
         variant, job_id = _kill_first_training(process, cluster, results / "models",
@@ -162,30 +153,24 @@ def slurm_run(cluster, tmp_path_factory):
                     f"{first_output[-6000:]}")
 
     second = subprocess.run(
-        ["timeout", "-s", "INT", str(WORKFLOW_TIMEOUT), *_snakemake_command(workdir, [TINY, overlay], *arguments)],
+        ["timeout", "-s", "INT", str(WORKFLOW_TIMEOUT), *_snakemake_command(workdir, [TINY], *arguments)],
         cwd=workdir, env=cluster, capture_output=True, text=True)
     if second.returncode != 0:
         pytest.fail(f"the rerun through SLURM failed (exit code {second.returncode}):\n"
                     f"{second.stdout[-3000:]}\n{second.stderr[-8000:]}")
-    return {"workdir": workdir, "results": results, "overlay": overlay, "killed_variant": variant,
-            "killed_job": job_id, "first_code": first_code, "first_output": first_output,
-            "second_output": second.stdout + second.stderr}
+    return {"results": results, "killed_variant": variant, "killed_job": job_id,
+            "first_code": first_code, "first_output": first_output}
 
 
 @pytest.fixture(scope="module")
-def local_run(slurm_run, tmp_path_factory):
-    """Run the same configuration on this machine without SLURM; return its results folder."""
-    workdir = tmp_path_factory.mktemp("local-workflow")
-    command = _snakemake_command(workdir, [TINY, slurm_run["overlay"]], "--cores", "2")
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=WORKFLOW_TIMEOUT)
-    if result.returncode != 0:
-        pytest.fail(f"the local run failed:\n{result.stdout[-3000:]}\n{result.stderr[-8000:]}")
-    return workdir / "results" / slurm_run["results"].name
+def local_run(slurm_run, tiny_workflow_run):
+    """The same configuration run on this machine without SLURM (shared with test_workflow.py)."""
+    return tiny_workflow_run.results
 
 
-def _planned_rules(environment, workdir, overlay):
+def _planned_rules(environment, workdir):
     """Return {rule: job count} of a fresh dry run of the tiny configuration in an empty folder."""
-    result = subprocess.run(_snakemake_command(workdir, [TINY, overlay], "-n", "--cores", "1"),
+    result = subprocess.run(_snakemake_command(workdir, [TINY], "-n", "--cores", "1"),
                             capture_output=True, text=True, env=environment, check=True)
     counts = {}
     in_table = False
@@ -206,7 +191,7 @@ def test_first_run_stopped_at_killed_training(slurm_run):
 
 
 def test_every_job_ran_through_sbatch(slurm_run, cluster, tmp_path):
-    planned = _planned_rules(cluster, tmp_path, slurm_run["overlay"])
+    planned = _planned_rules(cluster, tmp_path)
     jobs = _sacct_jobs(cluster)
     completed = jobs[jobs["state"] == "COMPLETED"]
     completed_rules = completed["comment"].str.extract(r"^rule_([A-Za-z0-9_]+?)(?:_wildcards_.*)?$")[0]

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from halo_ml.snapshots import (
-    GadgetBinaryLoader, GadgetHDF5Loader, HaloCatalogueError, SnapshotError, find_halo_catalogue,
-    load_halo_catalogue, load_snapshot, snapshot_input_files,
+    Gadget3SubfindBinaryLoader, Gadget4BinaryCatalogueLoader, GadgetBinaryLoader, GadgetHDF5Loader,
+    HaloCatalogueError, SnapshotError, find_halo_catalogue, load_halo_catalogue, load_snapshot, snapshot_input_files,
 )
 from synthetic_gadget import (
-    SOLAR_MASS_G, UNIT_MASS_G, lattice_positions, write_binary_snapshot, write_catalogue, write_simulation,
-    write_snapshot,
+    SOLAR_MASS_G, UNIT_MASS_G, lattice_positions, read_format2_blocks, write_binary_snapshot, write_catalogue,
+    write_simulation, write_snapshot,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gadget4"
@@ -205,8 +205,84 @@ def test_gadget4_format2_sample_matches_hdf5():
     np.testing.assert_allclose(binary_positions, hdf5_positions, atol=1e-5)
 
 
-@needs_data
-def test_gadget4_binary_catalogue_rejected_clearly():
-    snapshot = load_snapshot(DATA / "L20_N64_s1_fmt2" / "snapshot_001", {"length_unit": "kpc a h^-1"})
-    with pytest.raises(HaloCatalogueError, match=r"fof_subhalo_tab_001 is GADGET-4's binary group catalogue, .* SnapFormat 3"):
+@pytest.mark.parametrize("n_files", [1, 2])
+def test_gadget3_subfind_catalogue(tmp_path, n_files):
+    truth = write_simulation(tmp_path, n=16, layout="gadget3", n_files=n_files)
+    snapshot = load_snapshot(truth["paths"]["final_snapshot"], KPC)
+    groups = truth["groups"]
+
+    catalogue = load_halo_catalogue(snapshot)
+
+    assert catalogue.format == Gadget3SubfindBinaryLoader.format_name
+    assert catalogue.n_groups == len(groups)
+    assert catalogue.n_subhalos == sum(group["bound"] > 0 for group in groups)
+    # The catalogue's lengths are in the snapshot's kpc/h, not in pynbody's default Mpc/h.
+    np.testing.assert_allclose(catalogue.centre_mpc_h, [group["centre"] for group in groups], atol=1e-4)
+    np.testing.assert_allclose(catalogue.r200m_mpc_h, 0.3, rtol=1e-6)
+    voxel_of_id = truth["voxel_of_id"]
+    voxels = np.array([voxel_of_id[int(particle_id)] for particle_id in snapshot.ids()])
+    assert np.count_nonzero(catalogue.group_index >= 0) == sum(group["length"] for group in groups)
+    np.testing.assert_array_equal(catalogue.bound, truth["bound_of_voxel"][voxels])
+    np.testing.assert_array_equal(np.where(catalogue.bound, catalogue.group_index, -1), truth["group_of_voxel"][voxels])
+
+
+def test_gadget3_catalogue_without_subhalos_raises(tmp_path):
+    # With one group, write_simulation gives it no subhalo.
+    truth = write_simulation(tmp_path, n=8, n_groups=1, layout="gadget3")
+    snapshot = load_snapshot(truth["paths"]["final_snapshot"], KPC)
+    with pytest.raises(HaloCatalogueError, match=r"groups_001 contains no subhalos, and pynbody .* cannot read"):
         load_halo_catalogue(snapshot)
+
+
+@needs_data
+def test_gadget4_binary_catalogue_matches_hdf5():
+    run = DATA / "L20_N64_s1_fmt2"
+    binary = load_snapshot(run / "snapshot_001", {"length_unit": "kpc a h^-1"})
+    hdf5 = load_snapshot(DATA / "L20_N64_s1" / "snapshot_001.hdf5")
+    blocks = read_format2_blocks(run / "fof_subhalo_tab_001")
+
+    catalogue = load_halo_catalogue(binary)
+    header, fields = Gadget4BinaryCatalogueLoader._read_file(run / "fof_subhalo_tab_001")
+
+    with h5py.File(DATA / "L20_N64_s1" / "fof_subhalo_tab_001.hdf5", "r") as stream:
+        reference = {name: stream[f"Group/{name}"][:] for name in
+                     ("GroupLenType", "GroupOffsetType", "GroupPos", "Group_R_Mean200", "GroupLen")}
+        attributes = dict(stream["Header"].attrs)
+    assert catalogue.format == Gadget4BinaryCatalogueLoader.format_name
+    assert header["total_groups"] == attributes["Ngroups_Total"] == catalogue.n_groups
+    assert header["total_ids"] == attributes["Nids_Total"]
+    assert header["time"] == pytest.approx(attributes["Time"], rel=1e-12)
+    assert header["box_size"] == pytest.approx(attributes["BoxSize"])
+    # FoF is deterministic: group sizes and offsets agree row by row.
+    np.testing.assert_array_equal(fields["GroupLenType"].reshape(-1, 6), reference["GroupLenType"])
+    np.testing.assert_array_equal(fields["GroupOffsetType"].reshape(-1, 6), reference["GroupOffsetType"])
+    np.testing.assert_array_equal(np.frombuffer(blocks["FLEN"], dtype="<i4"), reference["GroupLen"])
+
+    # The binary catalogue comes from a second group-finder run on the same z=0 snapshot
+    # (SUBFIND found 424 subhalos there and 423 in the HDF5 file), which also orders groups of
+    # equal length differently. Groups are therefore matched by their members' IDs.
+    binary_ids, hdf5_ids = binary.ids(), hdf5.ids()
+    key_of_binary = {int(binary_ids[catalogue.group_index == g].min()): g for g in range(catalogue.n_groups)}
+    lengths, offsets = reference["GroupLenType"][:, 1], reference["GroupOffsetType"][:, 1]
+    matched = np.array([key_of_binary[int(hdf5_ids[o:o + l].min())] for o, l in zip(offsets, lengths)])
+    assert sorted(matched.tolist()) == list(range(catalogue.n_groups))
+    np.testing.assert_array_equal(np.bincount(catalogue.group_index[catalogue.group_index >= 0])[matched], lengths)
+    centre_kpc = np.frombuffer(blocks["FPOS"], dtype="<f4").reshape(-1, 3)[matched]
+    np.testing.assert_allclose(catalogue.centre_mpc_h[matched], centre_kpc / 1000.0, rtol=1e-6)
+    same_centre = np.all(np.abs(centre_kpc - reference["GroupPos"]) < 1e-3, axis=1)
+    same_radius = np.isclose(catalogue.r200m_mpc_h[matched] * 1000.0, reference["Group_R_Mean200"], rtol=1e-6)
+    assert np.count_nonzero(same_centre) >= 0.95 * catalogue.n_groups
+    assert np.count_nonzero(same_radius) >= 0.95 * catalogue.n_groups
+    subhalo_lengths = np.frombuffer(blocks["SLTY"], dtype="<i4").reshape(-1, 6)[:, 1]
+    assert np.count_nonzero(catalogue.bound) == subhalo_lengths.sum()
+    assert catalogue.n_subhalos == len(subhalo_lengths)
+
+
+@needs_data
+def test_truncated_gadget4_binary_catalogue_raises(tmp_path):
+    run = DATA / "L20_N64_s1_fmt2"
+    snapshot = load_snapshot(run / "snapshot_001", {"length_unit": "kpc a h^-1"})
+    path = tmp_path / "fof_subhalo_tab_001"
+    path.write_bytes((run / "fof_subhalo_tab_001").read_bytes()[:5000])
+    with pytest.raises(HaloCatalogueError, match=r"fof_subhalo_tab_001 is truncated or corrupt: the record at byte \d+"):
+        load_halo_catalogue(snapshot, path)

@@ -57,9 +57,26 @@ def make_split(n, seed, name):
     return torch.from_numpy(cubes), samples
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Train on one thread: the runs are tiny, and two threads on busy cores wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def splits():
-    return make_split(160, 1, "sim_train"), make_split(48, 2, "sim_validation")
+    return make_split(96, 1, "sim_train"), make_split(32, 2, "sim_validation")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, splits):
+    """Output folder of a training run with the default test settings that nothing interrupts."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    run_fit(folder, splits)
+    return folder
 
 
 def settings(**changes):
@@ -161,14 +178,12 @@ def test_other_seed_other_weights(tmp_path, splits):
 
 
 @pytest.mark.parametrize("fail_after_calls, checkpoint_minutes", [
-    (10 + 10 + 3, 1e-9),   # statistics pass (10 batches), epoch 1 (10), then 3 batches into epoch 2
-    (10 + 10 + 10, 10.0),  # killed at the first batch of epoch 3, resumed from the epoch-2 checkpoint
+    (6 + 6 + 3, 1e-9),   # statistics pass (6 batches), epoch 1 (6), then 3 batches into epoch 2
+    (6 + 6 + 6, 10.0),   # killed at the first batch of epoch 3, resumed from the epoch-2 checkpoint
 ])
-def test_resume_after_kill_matches(tmp_path, splits, fail_after_calls, checkpoint_minutes):
+def test_resume_after_kill_matches(tmp_path, splits, uninterrupted, fail_after_calls, checkpoint_minutes):
     (train_cubes, _), _ = splits
     training = settings(checkpoint_minutes=checkpoint_minutes)
-    run_fit(tmp_path / "uninterrupted", splits, training)
-
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         run_fit(killed, splits, training, train_source=MemoryCubeSource(train_cubes, fail_after_calls))
@@ -177,8 +192,8 @@ def test_resume_after_kill_matches(tmp_path, splits, fail_after_calls, checkpoin
 
     summary = run_fit(killed, splits, training)
     assert summary["resumed_from_checkpoint"]
-    assert_same_weights(model_weights(tmp_path / "uninterrupted"), model_weights(killed))
-    first = pd.read_csv(tmp_path / "uninterrupted" / "history.csv")
+    assert_same_weights(model_weights(uninterrupted), model_weights(killed))
+    first = pd.read_csv(uninterrupted / "history.csv")
     second = pd.read_csv(killed / "history.csv")
     pd.testing.assert_frame_equal(first.drop(columns="epoch_seconds"), second.drop(columns="epoch_seconds"))
 
@@ -203,12 +218,12 @@ def test_nan_loss_names_batch(tmp_path, splits):
     training = settings(checkpoint_minutes=1e-9)
 
     class PoisonAfter(MemoryCubeSource):
-        # The statistics pass makes 10 calls, so call 10 + 5 is batch 5 of epoch 1.
+        # The statistics pass makes 6 calls, so call 6 + 5 is batch 5 of epoch 1.
         def __call__(self, indices):
             cubes = super().__call__(indices)
-            return cubes * float("inf") if self.calls == 15 else cubes
+            return cubes * float("inf") if self.calls == 11 else cubes
 
-    with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch 5 of 10"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch 5 of 6"):
         run_fit(tmp_path, splits, training, train_source=PoisonAfter(train_cubes))
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["batch_position"] == 4
@@ -296,7 +311,39 @@ def test_foreign_model_file_rejected(tmp_path):
         load_trained_model(tmp_path / "missing.pt", torch.device("cpu"))
 
 
-def test_determinism_setting_restored(tmp_path, splits):
-    torch.use_deterministic_algorithms(False)
-    run_fit(tmp_path, splits, settings(max_epochs=1))
-    assert not torch.are_deterministic_algorithms_enabled()
+KILLED_CHILD = """
+import os, signal, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, {tests!r})
+import test_training as helpers
+
+torch.set_num_threads(1)
+
+class KillAfter(helpers.MemoryCubeSource):
+    def __call__(self, indices):
+        if self.calls == {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(indices)
+
+splits = helpers.make_split(96, 1, "sim_train"), helpers.make_split(32, 2, "sim_validation")
+helpers.run_fit(Path({folder!r}), splits, helpers.settings(checkpoint_minutes=1e-9),
+                train_source=KillAfter(splits[0][0]))
+"""
+
+
+def test_resume_after_sigkill_matches(tmp_path, splits, uninterrupted):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    killed = tmp_path / "killed"
+    # Statistics pass (6 calls), epoch 1 (6), then killed before batch 4 of epoch 2.
+    script = KILLED_CHILD.format(tests=str(Path(__file__).parent), kill_at=15, folder=str(killed))
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr
+    assert not (killed / "model.pt").exists()
+
+    summary = run_fit(killed, splits, settings(checkpoint_minutes=1e-9))
+    assert summary["resumed_from_checkpoint"]
+    assert_same_weights(model_weights(uninterrupted), model_weights(killed))

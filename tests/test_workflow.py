@@ -6,27 +6,21 @@ its tables and figures, and use dry runs to check what a rerun would redo after 
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir, *arguments, check=True):
-    """Run the workflow of this checkout in ``workdir``; return the completed process."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(TINY), "--cores", "2", *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+def snakemake(workdir, *arguments):
+    """Run the workflow in ``workdir`` and fail the test with its output if it fails."""
+    result = run_snakemake(workdir, *arguments)
+    if result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(arguments)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result
 
 
@@ -50,11 +44,8 @@ def planned_jobs(result):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir)
-    config = yaml.safe_load(TINY.read_text())
-    return workdir, workdir / "results" / config["run"], config
+def run(tiny_workflow_run):
+    return tiny_workflow_run.workdir, tiny_workflow_run.results, tiny_workflow_run.config
 
 
 def test_tables_finite(run):
