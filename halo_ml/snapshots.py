@@ -11,10 +11,10 @@ Supported inputs:
 - snapshots: GADGET HDF5 (GADGET-3/4, SnapFormat 3) and legacy binary format 1 and 2
   (GADGET-2/3, and GADGET-4 with SnapFormat 1 or 2), single files or split into ``.0``, ``.1``, ...
 - halo catalogues: SUBFIND as GADGET-4 writes it, in HDF5 (``fof_subhalo_tab_XXX.hdf5``) or in
-  binary format 2 (``fof_subhalo_tab_XXX``, read by this module because pynbody cannot), SUBFIND as
-  GADGET-3 writes it (binary ``groups_XXX/subhalo_tab_XXX.N`` with ``subhalo_ids_XXX.N``), and a
-  FoF-only GADGET-4 HDF5 catalogue (``fof_tab_XXX.hdf5``, or a ``fof_subhalo_tab`` without
-  subhalos) as a fallback.
+  binary format 2 (``fof_subhalo_tab_XXX``, which this module decodes because pynbody cannot).
+  SUBFIND as GADGET-3 writes it (binary ``groups_XXX/subhalo_tab_XXX.N`` with
+  ``subhalo_ids_XXX.N``). As a fallback, a FoF-only GADGET-4 HDF5 catalogue (``fof_tab_XXX.hdf5``,
+  or a ``fof_subhalo_tab`` without subhalos).
 """
 
 import dataclasses

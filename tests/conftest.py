@@ -21,10 +21,13 @@ class WorkflowRun:
     config: dict
 
 
-def run_snakemake(workdir, *arguments, configfile=TINY, timeout=900):
-    """Run this checkout's workflow in ``workdir`` with ``configfile``; return the completed process."""
+def run_snakemake(workdir, *arguments, configfiles=(TINY,), timeout=900):
+    """Run this checkout's workflow in ``workdir``; return the completed process.
+
+    Later files in ``configfiles`` override keys of earlier ones, as Snakemake merges them.
+    """
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(configfile), "--cores", "2", *arguments]
+               "--configfile", *(str(path) for path in configfiles), "--cores", "2", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 

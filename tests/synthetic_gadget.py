@@ -150,6 +150,8 @@ def write_simulation(folder, n=16, box_size=20.0, displacement=0.2, offset=0.0, 
         ``voxel_of_id`` (mapping ID -> voxel), ``ids``, ``group_of_voxel`` (-1 none),
         ``bound_of_voxel`` (bool), ``group_bound_counts``, ``n``, ``box_size``, ``paths``.
     """
+    if layout not in ("gadget4", "gadget3"):
+        raise ValueError(f"unknown layout {layout!r}; expected 'gadget4' or 'gadget3'")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -273,11 +275,12 @@ def _write_record(stream, payload):
 def write_gadget3_subfind(folder, number, groups, member_ids, n_files=1, id_dtype=np.uint32):
     """Write a GADGET-3 binary SUBFIND catalogue: ``groups_XXX/subhalo_tab_XXX.N`` and ``subhalo_ids_XXX.N``.
 
-    The layout is the one pynbody 2.8's ``SubfindCatalogue`` reads: files without Fortran record
-    markers, a header of int Ngroups, TotNgroups, Nids, long long TotNids, int NTask, Nsubgroups,
-    TotNsubgroups (``subhalo_ids`` ends its header with the file's ID offset instead of the subhalo
-    counts), then one column after another. Lengths are in kpc/h and masses in 1e10 Msun/h, as in
-    the snapshots. pynbody reads no ``group_tab_XXX.N`` file, so none is written.
+    The layout is the one pynbody 2.8's ``SubfindCatalogue`` reads. The files have no Fortran
+    record markers. Each starts with a header of int Ngroups, TotNgroups, Nids, long long TotNids,
+    int NTask, Nsubgroups, TotNsubgroups, then contains one column after another. ``subhalo_ids``
+    ends its header with the file's ID offset in place of the two subhalo counts. Lengths are in
+    kpc/h and masses in 1e10 Msun/h, as in the snapshots. pynbody reads no ``group_tab_XXX.N``
+    file, so none is written.
 
     Parameters
     ----------

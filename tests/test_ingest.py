@@ -283,8 +283,8 @@ def test_gadget4_format2_store_matches_hdf5(sample_store, tmp_path):
     assert binary.attrs["halo_catalogue_format"] == "GADGET-4 SUBFIND binary (format 2)"
 
     # The binary catalogue comes from a second group-finder run (424 subhalos, against 423 in
-    # the HDF5 catalogue) that numbers groups of equal size differently, so the FoF groups are
-    # compared as a partition: each halo_id of one store maps to exactly one of the other.
+    # the HDF5 catalogue), which numbers groups of equal size differently. The FoF groups are
+    # therefore compared as a partition, in which each halo_id of one store maps to one of the other.
     binary_id = binary["halo_id"][...].ravel()
     hdf5_id = sample_store["halo_id"][...].ravel()
     both = (binary_id >= 0) & (hdf5_id >= 0)

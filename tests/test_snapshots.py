@@ -249,7 +249,8 @@ def test_gadget4_binary_catalogue_matches_hdf5():
                      ("GroupLenType", "GroupOffsetType", "GroupPos", "Group_R_Mean200", "GroupLen")}
         attributes = dict(stream["Header"].attrs)
     assert catalogue.format == Gadget4BinaryCatalogueLoader.format_name
-    assert header["total_groups"] == attributes["Ngroups_Total"] == catalogue.n_groups
+    assert header["total_groups"] == attributes["Ngroups_Total"]
+    assert catalogue.n_groups == attributes["Ngroups_Total"]
     assert header["total_ids"] == attributes["Nids_Total"]
     assert header["time"] == pytest.approx(attributes["Time"], rel=1e-12)
     assert header["box_size"] == pytest.approx(attributes["BoxSize"])

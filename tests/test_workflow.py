@@ -1,7 +1,8 @@
 """The real Snakemake workflow, end to end on a tiny demo configuration.
 
-One module-scoped run goes from the demo simulations to the HTML report; the tests then check
-its tables and figures, and use dry runs to check what a rerun would redo after a change.
+One run of the tiny configuration (shared with the SLURM test through conftest.py) goes from the
+demo simulations to the figures. The tests check its tables, figures and report, and use dry
+runs to check what a rerun would redo after a change.
 """
 
 import json
@@ -10,15 +11,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import run_snakemake
+from conftest import TINY, run_snakemake
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir, *arguments):
-    """Run the workflow in ``workdir`` and fail the test with its output if it fails."""
-    result = run_snakemake(workdir, *arguments)
+def snakemake(workdir, *arguments, overrides=None):
+    """Run the workflow in ``workdir`` and fail the test with its output if it fails.
+
+    ``overrides`` (a dict) is written to a YAML file layered over the tiny configuration, as a
+    user would edit a copy of it.
+    """
+    configfiles = [TINY]
+    if overrides is not None:
+        overlay = workdir / "overrides.yaml"
+        overlay.write_text(yaml.safe_dump(overrides))
+        configfiles.append(overlay)
+    result = run_snakemake(workdir, *arguments, configfiles=configfiles)
     if result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(arguments)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result
@@ -112,7 +123,7 @@ def test_figure_target_rebuilds_alone(run):
 def test_figure_setting_reruns_only_figures(run):
     workdir, _, config = run
     figures = dict(config["figures"], dpi=config["figures"]["dpi"] + 1)
-    jobs = planned_jobs(snakemake(workdir, "-n", "--config", f"figures={json.dumps(figures)}"))
+    jobs = planned_jobs(snakemake(workdir, "-n", overrides={"figures": figures}))
     assert jobs, "changing the figure resolution plans no job"
     assert all(rule.startswith("fig") or rule == "all" for rule in jobs), jobs
 
@@ -120,7 +131,7 @@ def test_figure_setting_reruns_only_figures(run):
 def test_training_setting_never_reruns_ingest(run):
     workdir, _, config = run
     training = dict(config["training"], learning_rate=config["training"]["learning_rate"] * 2)
-    jobs = planned_jobs(snakemake(workdir, "-n", "--config", f"training={json.dumps(training)}"))
+    jobs = planned_jobs(snakemake(workdir, "-n", overrides={"training": training}))
     assert jobs.get("train") == len(config["variants"]) * len(config["seeds"])
     assert "predict" in jobs
     for upstream in ("simulate", "ingest", "select", "cut_final_subboxes"):
