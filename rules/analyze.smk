@@ -67,6 +67,8 @@ rule mutual_information:
         analysis=analysis_settings("n_bootstrap", "radial_edges"),
     resources:
         **job_resources("mutual_information"),
+    benchmark:
+        f"{RUN}/benchmarks/mutual_information/{{variant}}_seed{{seed}}.tsv",
     log:
         f"{LOGS}/mutual_information/{{variant}}_seed{{seed}}.log",
     conda:
@@ -82,6 +84,8 @@ rule noise_reference:
         table_output("noise_reference"),
     params:
         analysis=analysis_settings("n_bootstrap", "noise_dex", "seed"),
+    benchmark:
+        f"{RUN}/benchmarks/noise_reference/noise_reference.tsv",
     log:
         f"{LOGS}/noise_reference/noise_reference.log",
     conda:
@@ -102,6 +106,8 @@ rule analytic_baselines:
         simulations=TEST_SIMULATIONS,
     resources:
         **job_resources("analytic_baselines"),
+    benchmark:
+        f"{RUN}/benchmarks/analytic_baselines/analytic_baselines.tsv",
     log:
         f"{LOGS}/analytic_baselines/analytic_baselines.log",
     conda:
@@ -116,6 +122,8 @@ rule table_mutual_information:
     output:
         table=table_output("mutual_information"),
         summary=table_output("mutual_information_summary"),
+    benchmark:
+        f"{RUN}/benchmarks/table_mutual_information/table_mutual_information.tsv",
     log:
         f"{LOGS}/table_mutual_information/table_mutual_information.log",
     conda:
@@ -129,6 +137,8 @@ rule table_radial_split:
         expand(mi_file("{variant}", "{seed}"), variant=VARIANTS, seed=SEEDS),
     output:
         table_output("radial_split"),
+    benchmark:
+        f"{RUN}/benchmarks/table_radial_split/table_radial_split.tsv",
     log:
         f"{LOGS}/table_radial_split/table_radial_split.log",
     conda:
@@ -147,6 +157,8 @@ rule table1_eps:
     params:
         analysis=analysis_settings("n_bootstrap", "seed"),
         predictions={variant: [predictions_file(variant, seed) for seed in SEEDS] for variant in ANALYTIC_VARIANTS},
+    benchmark:
+        f"{RUN}/benchmarks/table1_eps/table1_eps.tsv",
     log:
         f"{LOGS}/table1_eps/table1_eps.log",
     conda:
@@ -165,6 +177,8 @@ rule table2_st:
     params:
         analysis=analysis_settings("n_bootstrap", "seed"),
         predictions={variant: [predictions_file(variant, seed) for seed in SEEDS] for variant in ANALYTIC_VARIANTS},
+    benchmark:
+        f"{RUN}/benchmarks/table2_st/table2_st.tsv",
     log:
         f"{LOGS}/table2_st/table2_st.log",
     conda:
@@ -194,6 +208,8 @@ if not missing_variants("fig2"):
             figure_output("fig2"),
         params:
             figures=config["figures"],
+        benchmark:
+            f"{RUN}/benchmarks/fig2/fig2.tsv",
         log:
             f"{LOGS}/fig2/fig2.log",
         conda:
@@ -210,6 +226,8 @@ if not missing_variants("fig3"):
             figure_output("fig3"),
         params:
             figures=config["figures"],
+        benchmark:
+            f"{RUN}/benchmarks/fig3/fig3.tsv",
         log:
             f"{LOGS}/fig3/fig3.log",
         conda:
@@ -225,6 +243,8 @@ rule fig4:
         figure_output("fig4"),
     params:
         figures=config["figures"],
+    benchmark:
+        f"{RUN}/benchmarks/fig4/fig4.tsv",
     log:
         f"{LOGS}/fig4/fig4.log",
     conda:
@@ -243,6 +263,8 @@ if not missing_variants("fig5"):
             figures=config["figures"],
             variants=ANALYTIC_VARIANTS,
             radial_edges=config["analysis"]["radial_edges"],
+        benchmark:
+            f"{RUN}/benchmarks/fig5/fig5.tsv",
         log:
             f"{LOGS}/fig5/fig5.log",
         conda:
@@ -258,6 +280,8 @@ if not missing_variants("fig6"):
             figure_output("fig6"),
         params:
             figures=config["figures"],
+        benchmark:
+            f"{RUN}/benchmarks/fig6/fig6.tsv",
         log:
             f"{LOGS}/fig6/fig6.log",
         conda:
@@ -274,6 +298,8 @@ if not missing_variants("fig7"):
             figure_output("fig7"),
         params:
             figures=config["figures"],
+        benchmark:
+            f"{RUN}/benchmarks/fig7/fig7.tsv",
         log:
             f"{LOGS}/fig7/fig7.log",
         conda:
@@ -292,6 +318,8 @@ if not missing_variants("fig8"):
             figures=config["figures"],
             log_mass_min=config["selection"]["log_mass_min"],
             log_mass_max=config["selection"]["log_mass_max"],
+        benchmark:
+            f"{RUN}/benchmarks/fig8/fig8.tsv",
         log:
             f"{LOGS}/fig8/fig8.log",
         conda:
@@ -308,6 +336,8 @@ if not missing_variants("fig9"):
             figure_output("fig9"),
         params:
             figures=config["figures"],
+        benchmark:
+            f"{RUN}/benchmarks/fig9/fig9.tsv",
         log:
             f"{LOGS}/fig9/fig9.log",
         conda:
@@ -324,6 +354,8 @@ if not missing_variants("fig10"):
             figure_output("fig10"),
         params:
             figures=config["figures"],
+        benchmark:
+            f"{RUN}/benchmarks/fig10/fig10.tsv",
         log:
             f"{LOGS}/fig10/fig10.log",
         conda:

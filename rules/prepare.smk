@@ -30,6 +30,8 @@ rule ingest:
         paths=lambda wildcards: simulation_files(config, wildcards.simulation),
     resources:
         **job_resources("ingest"),
+    benchmark:
+        f"{RUN}/benchmarks/ingest/{{simulation}}.tsv",
     log:
         f"{LOGS}/ingest/{{simulation}}.log",
     threads: config["ingest"]["threads"]

@@ -22,6 +22,8 @@ if config["simulations"]["source"] == "demo":
             seed=lambda wildcards: config["demo"]["seeds"][wildcards.simulation],
         resources:
             **job_resources("simulate"),
+        benchmark:
+            f"{RUN}/benchmarks/simulate/{{simulation}}.tsv",
         log:
             f"{LOGS}/simulate/{{simulation}}.log",
         threads: config["demo"]["threads"]

@@ -61,6 +61,8 @@ rule select:
         names=SIMULATIONS,
     resources:
         **job_resources("select"),
+    benchmark:
+        f"{RUN}/benchmarks/select/select.tsv",
     log:
         f"{LOGS}/select/select.log",
     conda:
@@ -81,6 +83,8 @@ rule cut_final_subboxes:
         names=lambda wildcards: config["simulations"][wildcards.split],
     resources:
         **job_resources("cut_final_subboxes"),
+    benchmark:
+        f"{RUN}/benchmarks/cut_final_subboxes/{{split}}_chunk{{chunk}}.tsv",
     log:
         f"{LOGS}/cut_final_subboxes/{{split}}_chunk{{chunk}}.log",
     conda:
@@ -108,6 +112,8 @@ rule train:
         simulations=TRAIN_AND_VALIDATION,
     resources:
         **job_resources("train"),
+    benchmark:
+        f"{RUN}/benchmarks/train/{{variant}}_seed{{seed}}.tsv",
     log:
         f"{LOGS}/train/{{variant}}_seed{{seed}}.log",
     conda:
@@ -131,6 +137,8 @@ rule predict:
         simulations=TEST_SIMULATIONS,
     resources:
         **job_resources("predict"),
+    benchmark:
+        f"{RUN}/benchmarks/predict/{{variant}}_seed{{seed}}.tsv",
     log:
         f"{LOGS}/predict/{{variant}}_seed{{seed}}.log",
     conda:

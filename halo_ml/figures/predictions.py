@@ -192,7 +192,7 @@ def fig10(cnn_path, analytic_path, output, settings):
     for axis, (title, truth, prediction) in zip(axes, panels):
         valid = np.isfinite(prediction)
         truth, prediction = np.asarray(truth)[valid], np.asarray(prediction)[valid]
-        axis.set_title(f"{title} ({valid.sum()} of {valid.size} particles)")
+        axis.set_title(f"{title}\n{valid.sum()} of {valid.size} particles predicted")
         axis.set_xlabel(MASS_LABEL_TRUE)
         if truth.size < 2:
             continue

@@ -5,7 +5,7 @@ of one estimate. The data mimic a test set: true log masses drawn from a falling
 on [11, 13.4] and rounded to whole halo masses (particle mass 1e9 Msun), predictions scattered
 around them by 0.8 dex.
 
-Usage: ``python benchmarks/mutual_information.py [--sizes 10000 100000] [--n-bootstrap 50]``
+Usage: ``python benchmarks/bench_mutual_information.py [--sizes 10000 100000] [--n-bootstrap 50]``
 """
 
 import argparse
