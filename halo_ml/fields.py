@@ -14,6 +14,8 @@ import numpy as np
 import pynbody
 import scipy.fft
 
+from halo_ml.particle_mesh import paint_cic, readout_cic
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,19 +59,6 @@ def sph_density_contrast(sim, n_neighbours=32, threads=1):
     return rho / mean_density - 1.0
 
 
-def _cic_weights(positions, box_size, n_cells):
-    # Cell centres sit at (index + 0.5) * cell size; each particle spreads over the 8 cells
-    # whose centres surround it, with trilinear weights.
-    scaled = positions / (box_size / n_cells) - 0.5
-    lower = np.floor(scaled).astype(np.int64)
-    fraction = scaled - lower
-    for corner in np.ndindex(2, 2, 2):
-        shift = np.array(corner)
-        index = (lower + shift) % n_cells
-        weight = np.prod(np.where(shift == 1, fraction, 1.0 - fraction), axis=1)
-        yield (index[:, 0] * n_cells + index[:, 1]) * n_cells + index[:, 2], weight
-
-
 def cic_density_contrast(positions, box_size, n_cells, masses=None):
     """Return the cloud-in-cell density contrast on an (n_cells,)*3 grid, float64.
 
@@ -84,21 +73,20 @@ def cic_density_contrast(positions, box_size, n_cells, masses=None):
     masses : ndarray, optional
         Particle masses (any unit); equal masses when omitted.
     """
-    weights = np.ones(len(positions)) if masses is None else np.asarray(masses, dtype=np.float64)
-    grid = np.zeros(n_cells ** 3)
-    for cell, weight in _cic_weights(positions, box_size, n_cells):
-        grid += np.bincount(cell, weights=weight * weights, minlength=n_cells ** 3)
-    return (grid / grid.mean() - 1.0).reshape((n_cells,) * 3)
+    # The particle-mesh code puts cell (a, b, c) at (a, b, c) * cell size; shifting the
+    # particles by half a cell moves its cells onto these centres.
+    shifted = np.asarray(positions, dtype=np.float64) - 0.5 * box_size / n_cells
+    grid = paint_cic(shifted, n_cells, box_size, weights=masses)
+    return grid / grid.mean() - 1.0
 
 
 def cic_interpolate(grid, positions, box_size):
-    """Return the cloud-in-cell interpolation of a periodic grid at ``positions`` (comoving Mpc/h)."""
-    n_cells = grid.shape[0]
-    flat = grid.reshape(-1)
-    values = np.zeros(len(positions))
-    for cell, weight in _cic_weights(positions, box_size, n_cells):
-        values += weight * flat[cell]
-    return values
+    """Return the cloud-in-cell interpolation of a periodic grid at ``positions`` (comoving Mpc/h).
+
+    Cells are centred as in :func:`cic_density_contrast`.
+    """
+    shifted = np.asarray(positions, dtype=np.float64) - 0.5 * box_size / grid.shape[0]
+    return readout_cic(np.asarray(grid, dtype=np.float64), shifted, box_size)
 
 
 def solve_poisson(delta, box_size, workers=1):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY, run_snakemake
 
 from halo_ml.config import (
     ConfigError, configuration_reference, load_config, simulation_files, simulation_names, validate_config,
@@ -89,3 +90,12 @@ def test_configuration_reference_matches_schema():
     page = (ROOT / "docs" / "configuration.md").read_text()
     assert page.strip() == configuration_reference().strip(), (
         "docs/configuration.md is out of date: run `python -m halo_ml.config > docs/configuration.md`")
+
+
+def test_workflow_stops_on_invalid_configuration(tmp_path):
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text("trainig:\n  batch_size: 32\n")
+    result = run_snakemake(tmp_path, "-n", configfiles=(TINY, overlay))
+    assert result.returncode != 0
+    assert "invalid configuration: unknown key(s) ['trainig'] at the top level" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
