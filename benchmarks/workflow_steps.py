@@ -38,7 +38,7 @@ def main():
     print("| rule | jobs | total wall time (s) | longest job (s) | peak memory (MB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for rule, row in summary.iterrows():
-        print(f"| `{rule}` | {row.jobs} | {row.total_s:.1f} | {row.longest_s:.1f} | {row.peak_memory_mb:.0f} |")
+        print(f"| `{rule}` | {int(row.jobs)} | {row.total_s:.1f} | {row.longest_s:.1f} | {row.peak_memory_mb:.0f} |")
 
 
 if __name__ == "__main__":

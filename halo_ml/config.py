@@ -16,6 +16,14 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 ROLES = ("train", "validation", "test")
 
 
+# The schema's patterns in words, for error messages.
+PATTERN_WORDS = {
+    "^[A-Za-z0-9][A-Za-z0-9_.-]*$":
+        "a name of letters, digits, '_', '.' and '-' that starts with a letter or digit",
+    "^(auto|cpu|cuda(:[0-9]+)?)$": "'auto', 'cpu', 'cuda' or 'cuda:N'",
+}
+
+
 class ConfigError(ValueError):
     """An invalid configuration: the message names the key, the value and what is allowed."""
 
@@ -99,6 +107,9 @@ def describe_validation_error(error):
     if rule == "type":
         return (f"invalid configuration: '{key}' is {error.instance!r} "
                 f"({type(error.instance).__name__}); expected type {expected}")
+    if rule == "pattern":
+        words = PATTERN_WORDS.get(expected, f"the pattern {expected}")
+        return f"invalid configuration: '{key}' is {error.instance!r}; it must be {words}"
     bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
     if rule in bounds:
         return f"invalid configuration: '{key}' is {error.instance!r}; it must be {bounds[rule]} {expected}"
