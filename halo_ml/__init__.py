@@ -1,7 +1,7 @@
 """halo-ml: learn the z=0 halo mass of each dark-matter particle from the initial density field.
 
-The package holds every step of the workflow as importable functions, one module per stage
-of the data flow; the Snakemake rules under ``rules/`` only wire files to them.
+The package contains every step of the workflow as importable functions, one module per
+stage of the data flow. The Snakemake rules under ``rules/`` only wire files to them.
 """
 
 from importlib.metadata import PackageNotFoundError, version

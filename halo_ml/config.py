@@ -267,7 +267,12 @@ def configuration_reference(schema_path=SCHEMA_PATH):
         lines += ["| key | type and range | default | meaning |", "| --- | --- | --- | --- |"]
         for key, child in children.items():
             child = _resolve(child, definitions)
-            default = f"`{json.dumps(child['default'])}`" if "default" in child else "required" if key in section_schema.get("required", []) else ""
+            if "default" in child:
+                default = f"`{json.dumps(child['default'])}`"
+            elif key in section_schema.get("required", []):
+                default = "required"
+            else:
+                default = ""
             meaning = " ".join(child.get("description", "").split()).replace("|", "\\|")
             lines.append(f"| `{key}` | {_describe_type(child, definitions)} | {default} | {meaning} |")
         lines.append("")

@@ -73,7 +73,7 @@ def cic_density_contrast(positions, box_size, n_cells, masses=None):
     masses : ndarray, optional
         Particle masses (any unit); equal masses when omitted.
     """
-    # The particle-mesh code puts cell (a, b, c) at (a, b, c) * cell size; shifting the
+    # The particle-mesh code puts cell (a, b, c) at (a, b, c) * cell size. Shifting the
     # particles by half a cell moves its cells onto these centres.
     shifted = np.asarray(positions, dtype=np.float64) - 0.5 * box_size / n_cells
     grid = paint_cic(shifted, n_cells, box_size, weights=masses)
