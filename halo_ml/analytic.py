@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
+from halo_ml import initial_conditions
 from halo_ml.logs import log_duration
 from halo_ml.provenance import provenance
 
@@ -75,19 +76,12 @@ def colossus_cosmology(cosmology):
     cosmology : dict
         ``omega_m``, ``omega_lambda``, ``omega_b``, ``sigma_8``, ``h``, ``n_s``.
     """
-    from colossus.cosmology import cosmology as colossus
-
     missing = [key for key in ("omega_m", "omega_lambda", "omega_b", "sigma_8", "h", "n_s") if key not in cosmology]
     if missing:
         raise AnalyticModelError(f"cosmology {cosmology} lacks key(s) {missing}")
-    flat = abs(cosmology["omega_m"] + cosmology["omega_lambda"] - 1.0) < 1e-6
-    extra = {} if flat else {"Ode0": cosmology["omega_lambda"]}
-    # persistence="" keeps colossus from writing its interpolation tables to the home folder,
-    # which parallel jobs on a cluster would race for.
-    return colossus.Cosmology(
-        "halo-ml", flat=flat, H0=100.0 * cosmology["h"], Om0=cosmology["omega_m"], Ob0=cosmology["omega_b"],
-        sigma8=cosmology["sigma_8"], ns=cosmology["n_s"], relspecies=False, persistence="",
-        print_warnings=False, **extra)
+    # The demo suite's initial conditions use the same colossus cosmology, so the analytic
+    # barriers and the demo's linear growth agree.
+    return initial_conditions.colossus_cosmology(cosmology)
 
 
 def mean_matter_density(cosmo):

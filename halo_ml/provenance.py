@@ -2,7 +2,7 @@
 
 Every store, model, table and figure carries a dictionary of the configuration that made it,
 its seeds, the versions of the packages that computed it and SHA-256 checksums of its input
-files, so a number in a paper can be traced back to the run that produced it.
+files. A number in a paper can so be traced back to the run that produced it.
 """
 
 import datetime

@@ -46,6 +46,14 @@ class SnapshotError(ValueError):
     """A snapshot that is missing, unreadable, truncated or inconsistent; the message names the file."""
 
 
+def _require_pieces(files):
+    """Raise SnapshotError naming the first piece of a multi-file snapshot that is missing."""
+    for file in files:
+        if not file.is_file():
+            raise SnapshotError(f"snapshot piece {file} is missing: the header of {files[0]} "
+                                f"says the snapshot has {len(files)} files")
+
+
 class HaloCatalogueError(ValueError):
     """A halo catalogue that is missing, unreadable or does not belong to its snapshot."""
 
@@ -235,10 +243,8 @@ class GadgetHDF5Loader(SnapshotLoader):
 
     @classmethod
     def check_integrity(cls, files):
+        _require_pieces(files)
         for file in files:
-            if not file.is_file():
-                raise SnapshotError(f"snapshot piece {file} is missing: the header of {files[0]} "
-                                    f"says the snapshot has {len(files)} files")
             try:
                 with h5py.File(file, "r") as stream:
                     counts = np.asarray(stream["Header"].attrs["NumPart_ThisFile"], dtype=np.int64)
@@ -323,10 +329,8 @@ class GadgetBinaryLoader(SnapshotLoader):
         # Walk the Fortran records: every record starts and ends with its byte count, so a
         # truncated or overwritten file shows as a record that runs past the end or whose two
         # markers differ.
+        _require_pieces(files)
         for file in files:
-            if not file.is_file():
-                raise SnapshotError(f"snapshot piece {file} is missing: the header of {files[0]} "
-                                    f"says the snapshot has {len(files)} files")
             record = cls._first_record(file)
             if record is None:
                 raise SnapshotError(f"snapshot {file} does not start with a GADGET header record")
